@@ -1,0 +1,346 @@
+"""The design: groups of consecutive layers, each with PEFT strategies, plus design-level options.
+
+This schema is what users write (YAML/JSON/Python/CLI string) and what `lamina.save` writes next to the
+weights, so a saved adapter is rebuilt by the same one builder (`lamina.apply`) that trained it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class DesignError(ValueError):
+    """A design that cannot be built; the message names the offending field."""
+
+
+CANONICAL_TARGETS = ("q", "k", "v", "o", "ffn_in", "ffn_out")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoRA(_Strict):
+    """Low-rank update W + (alpha/r)·B·A on chosen projections; `gated` replaces alpha/r by a UniPELT gate."""
+
+    method: Literal["lora"] = "lora"
+    r: int | None = Field(8, description="rank; None = sized by the budget solver")
+    alpha: float | None = Field(None, description="scaling numerator; default 2·r")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    targets: tuple[str, ...] = ("q", "v")
+    gated: bool = False
+
+    @field_validator("r")
+    @classmethod
+    def _positive(cls, value):
+        if value is not None and value <= 0:
+            raise ValueError("r must be > 0")
+        return value
+
+    @field_validator("targets")
+    @classmethod
+    def _non_empty(cls, value):
+        if not value:
+            raise ValueError("targets must name at least one projection")
+        return value
+
+    @property
+    def scaling(self) -> float:
+        return (self.alpha if self.alpha is not None else 2.0 * self.r) / self.r
+
+
+class BitFit(_Strict):
+    """Train bias terms only (as deltas, so the base stays intact and they merge back into the biases)."""
+
+    method: Literal["bitfit"] = "bitfit"
+    which: Literal["all", "attention", "query_value"] = "all"
+
+
+class Adapter(_Strict):
+    """Bottleneck adapter h + up(act(down(h))); `pfeiffer` after the FFN, `houlsby` also after attention,
+    `parallel` beside the FFN (input: the FFN input, output added to the FFN output)."""
+
+    method: Literal["adapter"] = "adapter"
+    bottleneck: int | None = Field(None, description="bottleneck width; or give reduction_factor")
+    reduction_factor: float | None = None
+    placement: Literal["pfeiffer", "houlsby", "parallel"] = "pfeiffer"
+    activation: Literal["relu", "gelu", "tanh", "swish"] = "relu"
+    gated: bool = False
+
+    @model_validator(mode="after")
+    def _size(self):
+        if self.bottleneck is not None and self.reduction_factor is not None:
+            raise ValueError("give either bottleneck or reduction_factor, not both")
+        if self.bottleneck is not None and self.bottleneck <= 0:
+            raise ValueError("bottleneck must be > 0")
+        if self.reduction_factor is not None and self.reduction_factor <= 0:
+            raise ValueError("reduction_factor must be > 0")
+        return self
+
+    def width(self, hidden: int) -> int | None:
+        if self.bottleneck is not None:
+            return self.bottleneck
+        if self.reduction_factor is not None:
+            return max(1, int(hidden // self.reduction_factor))
+        return None
+
+
+class Prefix(_Strict):
+    """Learned per-layer keys/values of `length` positions that every query can attend to.
+    `mlp` = width of the re-parameterisation MLP used while training (dropped at save)."""
+
+    method: Literal["prefix"] = "prefix"
+    length: int | None = 10
+    mlp: int | None = None
+    gated: bool = False
+
+    @field_validator("length", "mlp")
+    @classmethod
+    def _positive(cls, value):
+        if value is not None and value <= 0:
+            raise ValueError("must be > 0")
+        return value
+
+
+class LayerNormTuning(_Strict):
+    """Train the LayerNorm/RMSNorm scales (and shifts, where the norm has them) as deltas."""
+
+    method: Literal["ln"] = "ln"
+
+
+Strategy = Annotated[Union[LoRA, BitFit, Adapter, Prefix, LayerNormTuning], Field(discriminator="method")]
+SIZED_FIELD = {"lora": "r", "adapter": "bottleneck", "prefix": "length"}
+
+
+class Group(_Strict):
+    """A contiguous, inclusive layer range [first, last] and the strategies trained there.
+    `stack` ("encoder"/"decoder") makes the indices relative to that stack of an encoder-decoder model."""
+
+    first: int
+    last: int
+    stack: Literal["encoder", "decoder"] | None = None
+    strategies: tuple[Strategy, ...] = ()
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.first < 0 or self.last < self.first:
+            raise ValueError(f"layers {self.first}-{self.last} are not a range first <= last, first >= 0")
+        methods = [s.method for s in self.strategies]
+        for m in set(methods):
+            if methods.count(m) > 1:
+                raise ValueError(f"method '{m}' appears twice in one group")
+        return self
+
+    @property
+    def layers(self) -> range:
+        return range(self.first, self.last + 1)
+
+
+class Prompt(_Strict):
+    """Soft prompt tokens inserted at the input embeddings (design-level, not a layer strategy)."""
+
+    length: int = Field(20, gt=0)
+    init: Literal["vocab", "random"] = "vocab"
+
+
+class Budget(_Strict):
+    """A target number of trainable parameters (absolute, or a percentage of the base model)."""
+
+    target: int | str = Field(..., description="e.g. 300000 or '0.5%'")
+    allocation: Literal["uniform", "increasing", "decreasing"] = "uniform"
+
+    @field_validator("target")
+    @classmethod
+    def _parse(cls, value):
+        if isinstance(value, str):
+            text = value.strip()
+            number = text[:-1] if text.endswith("%") else text
+            try:
+                amount = float(number)
+            except ValueError:
+                raise ValueError(f"budget target '{value}' is neither a count nor a percentage") from None
+            if amount <= 0:
+                raise ValueError("budget target must be > 0")
+            return text if text.endswith("%") else int(amount)
+        if value <= 0:
+            raise ValueError("budget target must be > 0")
+        return value
+
+    def resolve(self, base_params: int) -> int:
+        if isinstance(self.target, str):
+            return int(round(base_params * float(self.target[:-1]) / 100.0))
+        return int(self.target)
+
+
+class Design(_Strict):
+    """Groups x strategies + global options. Layers in no group stay frozen."""
+
+    name: str | None = None
+    groups: tuple[Group, ...] = ()
+    prompt: Prompt | None = None
+    train_head: bool = True
+    full: bool = Field(False, description="full fine-tuning: every parameter trains (the baseline)")
+    budget: Budget | None = None
+
+    @model_validator(mode="after")
+    def _no_overlap(self):
+        spans = sorted(((g.stack or "", g.first, g.last, i) for i, g in enumerate(self.groups)))
+        for (s1, a1, b1, i1), (s2, a2, b2, i2) in zip(spans, spans[1:]):
+            if s1 == s2 and a2 <= b1:
+                raise ValueError(f"groups[{i1}] (layers {a1}-{b1}) and groups[{i2}] (layers {a2}-{b2}) overlap")
+        return self
+
+    # --- (de)serialisation -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Design":
+        try:
+            return cls.model_validate(_normalise(data))
+        except ValidationError as err:
+            raise DesignError(_first_error(err)) from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Design":
+        path = Path(path)
+        if not path.is_file():
+            raise DesignError(f"design file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
+        except yaml.YAMLError as err:
+            raise DesignError(f"{path}: not valid YAML/JSON ({str(err).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise DesignError(f"{path}: a design must be a mapping with 'groups'")
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        from lamina.util import atomic_write_text
+
+        path = Path(path)
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False) if path.suffix in (".yaml", ".yml") else self.to_json()
+        atomic_write_text(path, text)
+
+    def check_depth(self, num_layers: int, stacks: dict[str, int] | None = None) -> None:
+        """Fail on groups that reach past the model's layers (or past their stack)."""
+        for i, g in enumerate(self.groups):
+            limit = (stacks or {}).get(g.stack, num_layers) if g.stack else num_layers
+            if g.stack and stacks is not None and g.stack not in stacks:
+                raise DesignError(f"groups[{i}].stack: this model has no '{g.stack}' stack")
+            if g.last >= limit:
+                where = f"the {g.stack} stack" if g.stack else "the model"
+                raise DesignError(f"groups[{i}].last: layer {g.last} is out of range, {where} has {limit} layers (0-{limit - 1})")
+
+
+def _normalise(data: dict) -> dict:
+    """Accept friendly spellings: `layers: "8-11" | [8, 11] | 8 | "all"`, strategies as `{lora: {...}}`."""
+    data = dict(data)
+    groups = []
+    for i, group in enumerate(data.get("groups") or []):
+        if not isinstance(group, dict):
+            raise DesignError(f"groups[{i}]: must be a mapping with 'layers' and 'strategies'")
+        group = dict(group)
+        if "layers" in group:
+            group["first"], group["last"] = _parse_layers(group.pop("layers"), f"groups[{i}].layers")
+        strategies = []
+        for j, item in enumerate(group.get("strategies") or []):
+            if isinstance(item, str):
+                item = {"method": item}
+            elif isinstance(item, dict) and "method" not in item and len(item) == 1:
+                (method, params), = item.items()
+                item = {"method": method, **(params or {})}
+            if not isinstance(item, dict) or item.get("method") not in ("lora", "bitfit", "adapter", "prefix", "ln"):
+                name = item.get("method") if isinstance(item, dict) else item
+                raise DesignError(f"groups[{i}].strategies[{j}]: unknown method '{name}' (known: lora, bitfit, adapter, prefix, ln)")
+            if isinstance(item.get("targets"), str):
+                item["targets"] = tuple(t for t in item["targets"].replace(",", "+").split("+") if t)
+            strategies.append(item)
+        group["strategies"] = strategies
+        groups.append(group)
+    data["groups"] = groups
+    return data
+
+
+def _parse_layers(value, field: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return value[0], value[1]
+    if isinstance(value, str) and "-" in value:
+        a, _, b = value.partition("-")
+        if a.strip().isdigit() and b.strip().isdigit():
+            return int(a), int(b)
+    raise DesignError(f"{field}: '{value}' is not a layer range (use 8, [8, 11] or '8-11', inclusive)")
+
+
+def _first_error(err: ValidationError) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in ("lora", "bitfit", "adapter", "prefix", "ln")))
+    msg = e["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg}" if loc else msg
+
+
+def validate_targets(design: Design, known: set[str]) -> None:
+    """Unknown projection names fail loudly (a regex that matches nothing is a classic PEFT footgun)."""
+    for i, g in enumerate(design.groups):
+        for j, s in enumerate(g.strategies):
+            if isinstance(s, LoRA):
+                for t in s.targets:
+                    if t not in known:
+                        raise DesignError(
+                            f"groups[{i}].strategies[{j}].targets: unknown target '{t}' (this model has: {', '.join(sorted(known))})"
+                        )
+
+
+PATTERNS = ("increasing", "uniform", "decreasing", "spindle", "bottleneck")
+
+
+def pattern_weights(pattern: str, k: int) -> list[int]:
+    """Relative group sizes. spindle: small-large-small (1,2,...,2,1); bottleneck: its inverse."""
+    if pattern == "uniform":
+        return [1] * k
+    if pattern == "increasing":
+        return list(range(1, k + 1))
+    if pattern == "decreasing":
+        return list(range(k, 0, -1))
+    spindle = [min(i + 1, k - i) for i in range(k)]
+    if pattern == "spindle":
+        return spindle
+    if pattern == "bottleneck":
+        return [max(spindle) + 1 - w for w in spindle]
+    raise DesignError(f"grouping pattern '{pattern}' is unknown (known: {', '.join(PATTERNS)})")
+
+
+def split_layers(num_layers: int, k: int, pattern: str) -> list[tuple[int, int]]:
+    """Split layers 0..L-1 into K consecutive groups sized in proportion to the pattern's weights.
+
+    Rule: size_i = L·w_i/Σw, floored; the layers left over go one each to the groups with the largest
+    remainders (ties: the later group); every group keeps at least one layer. Returns inclusive ranges.
+    Example, L=12, K=4: spindle [2,4,4,2], increasing [1,2,4,5], bottleneck [4,2,2,4].
+    """
+    if k <= 0 or num_layers < k:
+        raise DesignError(f"cannot split {num_layers} layers into {k} groups")
+    weights = pattern_weights(pattern, k)
+    exact = [num_layers * w / sum(weights) for w in weights]
+    sizes = [max(1, int(x)) for x in exact]
+    order = sorted(range(k), key=lambda i: (exact[i] - int(exact[i]), i), reverse=True)
+    i = 0
+    while sum(sizes) < num_layers:
+        sizes[order[i % k]] += 1
+        i += 1
+    while sum(sizes) > num_layers:  # only when max(1, ...) lifted a group
+        j = max(range(k), key=lambda g: sizes[g])
+        sizes[j] -= 1
+    bounds, start = [], 0
+    for size in sizes:
+        bounds.append((start, start + size - 1))
+        start += size
+    return bounds

@@ -1,0 +1,59 @@
+"""Tiny random models of every supported family, built from configs (no downloads)."""
+
+from __future__ import annotations
+
+import torch
+import transformers as T
+
+HIDDEN, LAYERS, VOCAB = 32, 4, 120
+
+
+def config(family: str):
+    common = dict(vocab_size=VOCAB)
+    if family in ("bert", "roberta", "electra", "deberta-v2"):
+        cls = {"bert": T.BertConfig, "roberta": T.RobertaConfig, "electra": T.ElectraConfig, "deberta-v2": T.DebertaV2Config}[family]
+        extra = dict(embedding_size=HIDDEN) if family == "electra" else {}
+        if family == "roberta":
+            extra.update(pad_token_id=1, bos_token_id=0, eos_token_id=2)
+        return cls(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=4, intermediate_size=37,
+                   max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **extra, **common)
+    if family == "t5":
+        return T.T5Config(d_model=HIDDEN, d_kv=8, d_ff=37, num_layers=2, num_decoder_layers=2, num_heads=4,
+                          dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0, **common)
+    if family == "gpt2":
+        return T.GPT2Config(n_embd=HIDDEN, n_layer=LAYERS, n_head=4, n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0,
+                            attn_pdrop=0.0, bos_token_id=1, eos_token_id=2, pad_token_id=0, **common)
+    cls = {"llama": T.LlamaConfig, "mistral": T.MistralConfig, "qwen2": T.Qwen2Config}[family]
+    return cls(hidden_size=HIDDEN, intermediate_size=37, num_hidden_layers=LAYERS, num_attention_heads=4,
+               num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, **common)
+
+
+FAMILIES = ("bert", "roberta", "electra", "deberta-v2", "t5", "gpt2", "llama", "mistral", "qwen2")
+
+
+def model(family: str, seed: int = 0, num_labels: int = 3):
+    torch.manual_seed(seed)
+    cfg = config(family)
+    if family == "t5":
+        m = T.T5ForConditionalGeneration(cfg)
+    else:
+        cfg.num_labels = num_labels
+        m = T.AutoModelForSequenceClassification.from_config(cfg)
+    return m.eval()
+
+
+def batch(family: str, seed: int = 1, size: int = 2, length: int = 9, pad_last: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, VOCAB, (size, length), generator=g)
+    mask = torch.ones(size, length, dtype=torch.long)
+    if pad_last:
+        ids[-1, length - pad_last:] = 0 if family != "roberta" else 1
+        mask[-1, length - pad_last:] = 0
+    inputs = dict(input_ids=ids, attention_mask=mask)
+    if family == "t5":
+        inputs["decoder_input_ids"] = torch.randint(3, VOCAB, (size, 5), generator=g)
+    return inputs
+
+
+def logits(m, inputs):
+    return m(**inputs).logits
