@@ -11,11 +11,8 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
+from lamina.errors import DesignError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-
-class DesignError(ValueError):
-    """A design that cannot be built; the message names the offending field."""
 
 
 CANONICAL_TARGETS = ("q", "k", "v", "o", "ffn_in", "ffn_out")

@@ -1,0 +1,141 @@
+"""Shared pieces of the task layer: the error type, the task description and small file readers.
+
+Examples are plain dicts (not a framework Dataset) so loaders stay dependency-free and tests can
+compare them directly:
+
+* classification / regression: ``{"text", "text_pair", "label", "id"}`` (label int, float or None)
+* question answering: ``{"id", "title", "question", "context", "answers": {"text", "answer_start"}}``
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+KINDS = ("classification", "regression", "qa")
+
+# Split names people type, mapped to the logical names used in TaskSpec.splits.
+_SPLIT_ALIASES = {"dev": "validation", "val": "validation", "valid": "validation", "eval": "validation"}
+
+
+class TaskError(ValueError):
+    """A data or task problem the user must fix; the message is one line naming file/line/column."""
+
+    @classmethod
+    def at(cls, path, message: str, line: int | None = None, column: str | int | None = None) -> "TaskError":
+        """Build ``path:line: column 'x': message`` so editors and humans can jump to the spot."""
+        where = str(path)
+        if line is not None:
+            where += f":{line}"
+        if column is not None:
+            col = f"column {column!r}" if isinstance(column, str) else f"column {column}"
+            return cls(f"{where}: {col}: {message}")
+        return cls(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task is: its inputs, label set, metrics and split files (never the data itself)."""
+
+    name: str
+    kind: str
+    text_fields: tuple[str, ...]
+    labels: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ("accuracy",)
+    main_metric: str = "accuracy"
+    splits: dict[str, str] = field(default_factory=dict)
+    # Human-readable names aligned with ``labels`` (e.g. "negative" for SST-2's "0"); used for id2label.
+    label_names: tuple[str, ...] = ()
+    # Which loader reads it ("glue", "squad", "text") and, for GLUE, the original folder name.
+    family: str = "text"
+    folder: str = ""
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise TaskError(f"task {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if not 1 <= len(self.text_fields) <= 2:
+            raise TaskError(f"task {self.name!r}: text_fields must name 1 or 2 fields")
+        if self.kind == "classification" and len(self.labels) < 2:
+            raise TaskError(f"task {self.name!r}: a classification task needs at least 2 labels")
+        if self.kind != "classification" and self.labels:
+            raise TaskError(f"task {self.name!r}: only classification tasks have labels")
+        if len(set(self.labels)) != len(self.labels):
+            raise TaskError(f"task {self.name!r}: duplicate labels in {self.labels}")
+        if self.label_names and len(self.label_names) != len(self.labels):
+            raise TaskError(f"task {self.name!r}: label_names must align with labels")
+        if self.main_metric not in self.metrics:
+            raise TaskError(f"task {self.name!r}: main_metric {self.main_metric!r} not in {self.metrics}")
+
+    def __hash__(self):  # dict field makes the generated hash fail; specs are identified by name
+        return hash((self.name, self.kind, self.labels))
+
+    @property
+    def num_labels(self) -> int:
+        """Size of the model head: 1 for regression (and QA, which uses start/end heads instead)."""
+        return len(self.labels) if self.kind == "classification" else 1
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_fields) == 2
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {lab: i for i, lab in enumerate(self.labels)}
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        names = self.label_names or self.labels
+        return dict(enumerate(names))
+
+    def resolve_split(self, split: str) -> str:
+        """Map a user split name ("dev", "validation", "dev_matched") to a key of ``splits``."""
+        key = split.strip().lower().replace("-", "_")
+        key = _SPLIT_ALIASES.get(key, key)
+        if key in self.splits:
+            return key
+        if key == "validation" and "validation_matched" in self.splits:
+            return "validation_matched"  # MNLI: plain "validation" means the matched dev set
+        if key == "test" and "test_matched" in self.splits:
+            return "test_matched"
+        for logical, filename in self.splits.items():  # accept the file stem, e.g. "dev_matched"
+            if key == Path(filename).stem.lower():
+                return logical
+        raise TaskError(f"task {self.name!r}: unknown split {split!r}; known splits: {', '.join(self.splits)}")
+
+
+def require_file(path: Path) -> Path:
+    """Fail early with the full path instead of a bare FileNotFoundError deep in a reader."""
+    if not path.is_file():
+        raise TaskError.at(path, "file not found")
+    return path
+
+
+def iter_tsv(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line_number, fields)`` of a tab-separated file, skipping blank lines.
+
+    QUOTE_NONE because GLUE/MSR text contains unbalanced double quotes; utf-8-sig because the MRPC
+    files start with a byte-order mark. With QUOTE_NONE a record is exactly one physical line.
+    """
+    require_file(path)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                yield reader.line_num, row
+    except UnicodeDecodeError as e:
+        raise TaskError.at(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except csv.Error as e:
+        raise TaskError.at(path, f"unreadable TSV ({e})") from None
+
+
+def take(examples: list[dict], limit: int | None) -> list[dict]:
+    """First ``limit`` examples (file order), so smoke runs are reproducible."""
+    if limit is None:
+        return examples
+    if limit < 0:
+        raise TaskError(f"limit must be >= 0, got {limit}")
+    return examples[:limit]
