@@ -78,7 +78,8 @@ def solve(design: Design, model, mmap: ModelMap) -> tuple[Design, dict]:
     if sized:
         at1 = _cost(_with_sizes(design, {k: 1 for k in sized}), model, mmap)
         at2 = _cost(_with_sizes(design, {k: 2 for k in sized}), model, mmap)
-        unit = {k: at2[(str(k[0]), design.groups[k[0]].strategies[k[1]].method)] - at1[(str(k[0]), design.groups[k[0]].strategies[k[1]].method)] for k in sized}
+        row = {k: (str(k[0]), design.groups[k[0]].strategies[k[1]].method) for k in sized}
+        unit = {k: at2[row[k]] - at1[row[k]] for k in sized}
         minimum = sum(at1.values())
         if target < minimum:
             raise DesignError(f"budget.target: {target:,} is below this design's smallest size ({minimum:,} at size 1)")
@@ -90,7 +91,7 @@ def solve(design: Design, model, mmap: ModelMap) -> tuple[Design, dict]:
             improved = False
             for k in sized:
                 for step in (1, -1):
-                    trial = dict(sizes, **{k: sizes[k] + step}) if sizes[k] + step >= 1 else None
+                    trial = {**sizes, k: sizes[k] + step} if sizes[k] + step >= 1 else None
                     if trial and abs(total(trial) - target) < abs(total(sizes) - target):
                         sizes, improved = trial, True
         design = _with_sizes(design, sizes)

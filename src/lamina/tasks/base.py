@@ -14,14 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from lamina.errors import LaminaError
+
 KINDS = ("classification", "regression", "qa")
 
 # Split names people type, mapped to the logical names used in TaskSpec.splits.
 _SPLIT_ALIASES = {"dev": "validation", "val": "validation", "valid": "validation", "eval": "validation"}
 
 
-class TaskError(ValueError):
-    """A data or task problem the user must fix; the message is one line naming file/line/column."""
+class TaskError(LaminaError):
+    """A data or task problem the user must fix; the message is one line naming file/line/column.
+
+    A LaminaError (hence a ValueError), so the CLI reports it as one line like every user error.
+    """
 
     @classmethod
     def at(cls, path, message: str, line: int | None = None, column: str | int | None = None) -> "TaskError":
