@@ -253,8 +253,8 @@ def _head_modules(model: nn.Module) -> list[str]:
     vocab = getattr(model.config, "vocab_size", None)
     head = []
     for name, module in model.named_children():
-        if module is base or not any(True for _ in module.parameters()):
-            continue
+        if module is base or name == "lamina_adapters" or not any(True for _ in module.parameters()):
+            continue  # lamina_adapters: the adapters already on the model are no task head
         weights = [p for p in module.parameters()]
         if embed is not None and any(p is embed.weight for p in weights):
             continue

@@ -142,6 +142,11 @@ def _check(design: Design, mmap: ModelMap) -> None:
                 raise DesignError(f"groups[{i}]: {s.method} has no size; give one or a design budget")
 
 
+# Hooks on one module run in registration order. Deltas that are part of a projection (BitFit, LN,
+# LoRA) attach before inserts that read its output (adapters), so an adapter sees the same input
+# whether those deltas run as hooks or are merged into the weights (merge == unmerged model).
+ATTACH_ORDER = {"bitfit": 0, "ln": 0, "lora": 1, "adapter": 2, "prefix": 2}
+
 SIZE_OF = {
     "lora": lambda s: s.r,
     "adapter": lambda s: s.bottleneck or s.reduction_factor,
@@ -194,6 +199,7 @@ def apply(model: nn.Module, design, *, name: str = "default", dry_run: bool = Fa
         if not dry_run:
             for p in model.parameters():
                 p.requires_grad_(True)
+            model.__dict__["_lamina_full"] = design  # so lamina.save knows to write the whole state dict
         rows = [Row("-", f"0-{mmap.num_layers - 1}", "full", base_params, base_params)]
         return Report(design, rows, base_params, base_head, name, budget)
     existing = _container(model)
@@ -214,7 +220,7 @@ def apply(model: nn.Module, design, *, name: str = "default", dry_run: bool = Fa
     adapters.__dict__["ctx"] = ctx
     for g, group in enumerate(design.groups):
         layers = group_layers(group, mmap)
-        for s in group.strategies:
+        for s in sorted(group.strategies, key=lambda s: ATTACH_ORDER[s.method]):
             METHODS[s.method].attach(adapters.groups[str(g)][s.method], s, layers, ctx)
     if adapters.prompt is not None:
         attach_prompt(adapters.prompt, ctx)
@@ -263,6 +269,8 @@ def delete_adapter(model: nn.Module, name: str) -> None:
         handle.remove()
     del container[name]
     runtime.active = [n for n in runtime.active if n != name]
+    if not len(container) and CONTAINER in model._modules:
+        del model._modules[CONTAINER]  # the last one gone: the model is the plain base model again
 
 
 def trainable_names(model: nn.Module) -> list[str]:

@@ -1,0 +1,63 @@
+"""`lamina merge`, `lamina export-peft`, `lamina import-peft`: adapter folders in, model/adapter folders out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lamina.cli import command
+
+
+def _quiet() -> None:
+    """No per-tensor progress bars from transformers: the commands print what they did."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
+@command("merge")
+def merge(
+    adapter: Path = typer.Option(..., "--adapter", "-a", help="lamina adapter folder (design.json + adapter.safetensors)"),
+    output: Path = typer.Option(..., "--output", "-o", help="new folder for the merged Hugging Face model"),
+    strict: bool = typer.Option(False, "--strict", help="refuse (exit 2) when some parts cannot be merged"),
+    base: str | None = typer.Option(None, "--base", help="base model id or folder (default: the one in design.json)"),
+):
+    """Merge an adapter into its base model and write a plain Hugging Face model folder.
+
+    Parts that cannot be merged (adapters, prefix, prompt, gated LoRA, BitFit on bias-less modules) are kept as a reduced lamina adapter in OUTPUT/lamina-adapter, or refused with --strict."""
+    from lamina.io import export_merged
+
+    _quiet()
+    result = export_merged(adapter, output, base=base, strict=strict)
+    typer.echo(f"merged model written to {result['output']}" + (" (with tokenizer)" if result["tokenizer"] else ""))
+    for part in result["merged"]:
+        typer.echo(f"  merged: {part}")
+    if result["remaining"] is not None:
+        typer.echo(f"not mergeable, kept as a lamina adapter in {result['remaining']} (load it on the merged model):")
+        for part in result["kept"]:
+            typer.echo(f"  kept: {part}")
+
+
+@command("export-peft")
+def export_peft(
+    adapter: Path = typer.Option(..., "--adapter", "-a", help="lamina adapter folder"),
+    output: Path = typer.Option(..., "--output", "-o", help="folder for adapter_config.json + adapter_model.safetensors"),
+):
+    """Write a LoRA(-plus-head) lamina adapter as a Hugging Face PEFT LoRA adapter."""
+    from lamina.peft_format import export_peft as run
+
+    typer.echo(f"PEFT LoRA adapter written to {run(adapter, output)}")
+
+
+@command("import-peft")
+def import_peft(
+    adapter: Path = typer.Option(..., "--adapter", "-a", help="PEFT LoRA adapter folder"),
+    output: Path = typer.Option(..., "--output", "-o", help="folder for the lamina adapter"),
+    base: str | None = typer.Option(None, "--base", help="base model id or folder (default: base_model_name_or_path)"),
+):
+    """Turn a Hugging Face PEFT LoRA adapter into a lamina adapter folder."""
+    from lamina.peft_format import import_peft as run
+
+    _quiet()
+    typer.echo(f"lamina adapter written to {run(adapter, output, base=base)}")

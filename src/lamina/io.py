@@ -1,0 +1,466 @@
+"""Save and load what an adapter trained, and export a merged plain Hugging Face model.
+
+An adapter on disk is a folder with two files:
+
+- `adapter.safetensors`: only the trained tensors, named relative to the adapter's `AdapterSet`
+  (`groups.0.lora.3.attention-self-query.A`, `heads.classifier.weight`, `prompt.embedding`). A prefix
+  trained through a re-parameterisation MLP is stored as the keys/values the MLP produces
+  (`groups.<g>.prefix.kv`); the MLP itself is not kept (it is computed from a copy, the live model keeps it).
+- `design.json`, written last: the resolved design, the adapter name, the base model (name or path,
+  class, type and config), dtype, lamina/transformers/torch versions and the sha256 of the tensor file.
+
+Full fine-tuning (`full: true`) has no adapter: `adapter.safetensors` then holds the whole model state
+dict (tied tensors stored once; their other names are listed under "tied" in design.json).
+
+`load` rebuilds the adapter through `lamina.apply` (the one builder), with prefixes built collapsed,
+then restores the tensors strictly: same names, same shapes, verified checksum. Pickle files are
+never read. Writes are atomic: a new folder appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lamina.design import Design, Prefix
+from lamina.errors import LaminaError
+from lamina.inject import CONTAINER, AdapterSet, Report, adapters_of, apply, delete_adapter, group_layers
+
+FORMAT, FORMAT_VERSION = "lamina-adapter", 1
+DESIGN_FILE, TENSOR_FILE = "design.json", "adapter.safetensors"
+REMAINING_DIR = "lamina-adapter"  # inside a partially merged export: the parts that could not be merged
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+# --- what is stored --------------------------------------------------------------------------------
+def stored_design(design: Design) -> Design:
+    """The design a saved folder is rebuilt with: prefix MLPs collapsed (keys/values are the parameters)."""
+    groups = tuple(
+        g.model_copy(update={"strategies": tuple(
+            s.model_copy(update={"mlp": None}) if isinstance(s, Prefix) and s.mlp else s for s in g.strategies
+        )})
+        for g in design.groups
+    )
+    return design.model_copy(update={"groups": groups})
+
+
+@torch.no_grad()
+def _prefix_kv(group: nn.Module) -> torch.Tensor:
+    """The keys/values a prefix MLP produces, computed without touching the live module."""
+    cache = group._cache
+    try:
+        return group.all_kv(-1).detach().clone().contiguous()
+    finally:
+        group._cache = cache
+
+
+def stored_tensors(adapters: AdapterSet) -> dict[str, torch.Tensor]:
+    """What `save` writes for one AdapterSet: its state dict, each prefix MLP replaced by `kv`."""
+    collapsed = {
+        f"groups.{g}.prefix.": _prefix_kv(methods["prefix"])
+        for g, methods in adapters.groups.items()
+        if "prefix" in methods and hasattr(methods["prefix"], "mlp")
+    }
+    out = {}
+    for key, value in adapters.state_dict().items():
+        head = next((p for p in collapsed if key.startswith(p)), None)
+        if head is not None and (key[len(head):] == "embedding" or key[len(head):].startswith("mlp.")):
+            continue
+        out[key] = value.detach().contiguous()
+    out.update({head + "kv": kv for head, kv in collapsed.items()})
+    return out
+
+
+_stored_tensors = stored_tensors  # older spelling, used by train.py
+
+
+def _full_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The model's own state dict; a tensor reachable under several names (tied weights) is stored
+    once and its other names are returned as {alias: stored name}."""
+    tensors, tied, seen, storages = {}, {}, {}, set()
+    for key, value in model.state_dict().items():
+        if key.startswith(CONTAINER + "."):
+            continue
+        ident = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape), tuple(value.stride()), value.dtype)
+        if ident in seen:
+            tied[key] = seen[ident]
+            continue
+        seen[ident] = key
+        value = value.detach().contiguous()
+        ptr = value.untyped_storage().data_ptr()
+        tensors[key] = value.clone() if ptr in storages else value  # overlapping views must not share memory
+        storages.add(ptr)
+    return tensors, tied
+
+
+def _pick(model: nn.Module, name: str | None) -> str | None:
+    """The adapter to save: `name`, else the active one, else the only one; None = full fine-tuning."""
+    adapters = adapters_of(model)
+    if name is not None:
+        if name not in adapters:
+            raise LaminaError(f"no adapter named '{name}' on this model (loaded: {', '.join(adapters) or 'none'})")
+        return name
+    runtime = model.__dict__.get("_lamina")
+    active = [n for n in (runtime.active if runtime else []) if n in adapters]
+    if active:
+        return active[0]
+    if len(adapters) == 1:
+        return next(iter(adapters))
+    if adapters:
+        raise LaminaError(f"this model carries several adapters ({', '.join(adapters)}) and none is active: pass name=")
+    if model.__dict__.get("_lamina_full") is not None:
+        return None
+    raise LaminaError("this model carries no lamina adapter to save (apply or load a design first)")
+
+
+def _info(model: nn.Module, name: str, design: Design, full: bool, tensors: dict, tied=None, base: str | None = None) -> dict:
+    import lamina
+    import transformers
+
+    config = model.config
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "adapter_name": name,
+        "full": full,
+        "design": design.to_dict(),
+        "base_model_name_or_path": base if base is not None else str(getattr(config, "_name_or_path", "") or ""),
+        "model_class": type(model).__name__,
+        "model_type": config.model_type,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "lamina_version": lamina.__version__,
+        "transformers_version": transformers.__version__,
+        "torch_version": torch.__version__,
+        "tensor_file": TENSOR_FILE,
+        "stored_tensors": len(tensors),
+        "stored_params": sum(t.numel() for t in tensors.values()),
+        "tied": tied or {},
+        "notes": "full fine-tuning: the whole state dict" if full else "trained tensors only; prefix keys/values stored collapsed",
+        "base_config": json.loads(config.to_json_string(use_diff=False)),
+    }
+
+
+# --- atomic folder writes ----------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_dir_next_to(target: Path) -> Path:
+    """A fresh hidden folder beside `target` (same filesystem, so a rename publishes it atomically)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the published folder gets normal permissions
+    return tmp
+
+
+def publish(tmp: Path, target: Path) -> None:
+    """Rename a finished temp folder into place (an existing empty folder is replaced)."""
+    if target.is_dir() and not any(target.iterdir()):
+        target.rmdir()
+    os.rename(tmp, target)
+    _fsync(target.parent)
+
+
+def write_adapter_dir(directory: str | Path, tensors: dict[str, torch.Tensor], info: dict) -> Path:
+    """Write tensors + design.json atomically. A new folder appears complete or not at all; in an
+    existing folder only our two files are replaced, tensors first and design.json last."""
+    import safetensors.torch
+
+    target = Path(directory)
+    if target.exists() and not target.is_dir():
+        raise LaminaError(f"{target} exists and is not a folder")
+    tmp = temp_dir_next_to(target)
+    try:
+        safetensors.torch.save_file(tensors, str(tmp / TENSOR_FILE), metadata={"format": "pt", "lamina": FORMAT})
+        _fsync(tmp / TENSOR_FILE)
+        info = {**info, "sha256": _sha256(tmp / TENSOR_FILE)}
+        with open(tmp / DESIGN_FILE, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(info, indent=2) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if target.is_dir() and any(target.iterdir()):
+            os.replace(tmp / TENSOR_FILE, target / TENSOR_FILE)
+            os.replace(tmp / DESIGN_FILE, target / DESIGN_FILE)
+            tmp.rmdir()
+        else:
+            publish(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def save(model: nn.Module, directory: str | Path, name: str | None = None) -> Path:
+    """Save one adapter (default: the active one) as design.json + adapter.safetensors; a model under
+    a full fine-tuning design saves its whole state dict. Returns the folder."""
+    picked = _pick(model, name)
+    if picked is None:
+        tensors, tied = _full_tensors(model)
+        info = _info(model, "full", model.__dict__["_lamina_full"], True, tensors, tied)
+    else:
+        adapters = adapters_of(model)[picked]
+        tensors = stored_tensors(adapters)
+        info = _info(model, picked, adapters.design, False, tensors)
+    return write_adapter_dir(directory, tensors, info)
+
+
+# --- reading ---------------------------------------------------------------------------------------
+def _pickle_refusal(path: Path) -> LaminaError:
+    return LaminaError(
+        f"refusing to load {path.name}: pickle-based weight files (.bin/.pt/.pkl) can run code when loaded; "
+        "lamina reads safetensors only"
+    )
+
+
+def read_info(directory: str | Path) -> dict:
+    """The parsed, checked design.json of an adapter folder (a design.json path is accepted too)."""
+    path = Path(directory)
+    if path.is_file():
+        if path.suffix in PICKLE_SUFFIXES:
+            raise _pickle_refusal(path)
+        if path.name != DESIGN_FILE:
+            raise LaminaError(f"{path}: expected an adapter folder holding {DESIGN_FILE} and {TENSOR_FILE}")
+        path = path.parent
+    if not path.is_dir():
+        raise LaminaError(f"adapter folder not found: {path}")
+    design_path = path / DESIGN_FILE
+    if not design_path.is_file():
+        if (path / "adapter_config.json").is_file():
+            raise LaminaError(f"{path}: no {DESIGN_FILE}; this looks like a PEFT adapter (use `lamina import-peft`)")
+        raise LaminaError(f"{path}: no {DESIGN_FILE}, so this is not a lamina adapter folder")
+    try:
+        info = json.loads(design_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise LaminaError(f"{design_path}: not valid JSON ({err})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise LaminaError(f"{design_path}: not a lamina adapter description (no \"format\": \"{FORMAT}\")")
+    if not isinstance(info.get("format_version"), int) or info["format_version"] > FORMAT_VERSION:
+        raise LaminaError(f"{design_path}: format version {info.get('format_version')} is not readable by this lamina (reads <= {FORMAT_VERSION})")
+    for key in ("design", "sha256"):
+        if key not in info:
+            raise LaminaError(f"{design_path}: the field '{key}' is missing")
+    return info
+
+
+def verify(directory: str | Path, info: dict) -> Path:
+    """The tensor file of an adapter folder, checked against the checksum in design.json."""
+    folder = Path(directory)
+    folder = folder.parent if folder.is_file() else folder
+    path = folder / TENSOR_FILE
+    if not path.is_file():
+        pickles = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise _pickle_refusal(pickles[0])
+        raise LaminaError(f"{folder}: {TENSOR_FILE} is missing")
+    if _sha256(path) != info["sha256"]:
+        raise LaminaError(f"checksum mismatch: {TENSOR_FILE} is corrupt or was changed")
+    return path
+
+
+def read_tensors(directory: str | Path, info: dict) -> dict[str, torch.Tensor]:
+    """The tensors of an adapter folder, after checking the file against the checksum in design.json."""
+    import safetensors.torch
+
+    path = verify(directory, info)
+    try:
+        return safetensors.torch.load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for a bad header
+        raise LaminaError(f"{path}: not a valid safetensors file ({str(err).splitlines()[0]})") from None
+
+
+def check_tensors(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor]) -> None:
+    """Strict: the file holds exactly the tensors the design builds, with the same shapes."""
+    for key in sorted(expected):
+        if key not in tensors:
+            raise LaminaError(f"{TENSOR_FILE}: tensor '{key}' is missing (the design needs it)")
+    for key in sorted(tensors):
+        if key not in expected:
+            raise LaminaError(f"{TENSOR_FILE}: unexpected tensor '{key}' (not part of the design)")
+        if tuple(tensors[key].shape) != tuple(expected[key].shape):
+            raise LaminaError(
+                f"{TENSOR_FILE}: tensor '{key}' has shape {list(tensors[key].shape)}, the design needs {list(expected[key].shape)}"
+            )
+
+
+def load(model: nn.Module, directory: str | Path, name: str = "default") -> Report:
+    """Rebuild a saved adapter on `model` under `name` (through `lamina.apply`) and restore its tensors;
+    it becomes the active adapter. A full fine-tuning save restores the whole state dict."""
+    info = read_info(directory)
+    tensors = read_tensors(directory, info)
+    design = Design.from_dict(info["design"])
+    model_type = getattr(model.config, "model_type", None)
+    if info.get("model_type") and info["model_type"] != model_type:
+        raise LaminaError(f"this adapter was trained on a '{info['model_type']}' model; this model is '{model_type}'")
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    if info.get("dtype") and info["dtype"] != dtype:
+        warnings.warn(f"adapter saved in {info['dtype']}, base model is {dtype}: tensors are cast", stacklevel=2)
+    if info.get("full"):
+        return _load_full(model, design, tensors, info)
+    report = apply(model, stored_design(design), name=name)
+    adapters = adapters_of(model)[name]
+    try:
+        check_tensors(adapters.state_dict(), tensors)
+        adapters.load_state_dict(tensors, strict=True)
+    except BaseException:
+        delete_adapter(model, name)
+        raise
+    return report
+
+
+def _load_full(model: nn.Module, design: Design, tensors: dict, info: dict) -> Report:
+    for alias, source in (info.get("tied") or {}).items():
+        if source not in tensors:
+            raise LaminaError(f"{TENSOR_FILE}: tied tensor '{alias}' refers to '{source}', which is not stored")
+        tensors[alias] = tensors[source]
+    check_tensors({k: v for k, v in model.state_dict().items() if not k.startswith(CONTAINER + ".")}, tensors)
+    report = apply(model, design)
+    model.load_state_dict(tensors, strict=False)  # names checked above; other adapters' tensors untouched
+    return report
+
+
+# --- merged export -----------------------------------------------------------------------------------
+def model_class(info: dict):
+    """The transformers class named in design.json (only real transformers model classes)."""
+    import transformers
+
+    name = str(info.get("model_class") or "")
+    cls = getattr(transformers, name, None) if name.isidentifier() else None
+    if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
+        raise LaminaError(f"design.json names an unknown model class '{name}'")
+    return cls
+
+
+def load_base(info: dict, base: str | None = None) -> nn.Module:
+    """The base model an adapter was trained on (or `base`), in the saved dtype, eval mode."""
+    name = base or info.get("base_model_name_or_path")
+    if not name:
+        raise LaminaError("design.json names no base model (it was built from a config): pass --base MODEL")
+    cls = model_class(info)
+    kwargs = {"dtype": getattr(torch, str(info.get("dtype") or "float32"))}
+    labels = (info.get("base_config") or {}).get("id2label")
+    if "Classification" in cls.__name__ and labels:
+        kwargs["id2label"] = {int(k): v for k, v in labels.items()}
+        kwargs["label2id"] = {v: int(k) for k, v in labels.items()}
+    try:
+        return cls.from_pretrained(str(name), **kwargs).eval()
+    except (OSError, ValueError) as err:
+        raise LaminaError(f"cannot load the base model '{name}': {str(err).strip().splitlines()[0]}") from None
+
+
+def _remaining(design: Design, keep: dict[int, list], tensors: dict) -> tuple[Design, dict]:
+    """The unmerged parts as their own design (groups renumbered) and their tensors."""
+    groups, out = [], {}
+    for g, strategies in sorted(keep.items()):
+        new = len(groups)
+        groups.append(design.groups[g].model_copy(update={"strategies": tuple(strategies)}))
+        for s in strategies:
+            old_prefix = f"groups.{g}.{s.method}."
+            out.update({f"groups.{new}.{s.method}." + k[len(old_prefix):]: v for k, v in tensors.items() if k.startswith(old_prefix)})
+    if design.prompt is not None:
+        out.update({k: v for k, v in tensors.items() if k.startswith("prompt.")})
+    name = f"{design.name or 'adapter'}-unmerged"
+    return design.model_copy(update={"groups": tuple(groups), "train_head": False, "budget": None, "name": name}), out
+
+
+def _save_tokenizer(base: str, out: Path) -> bool:
+    """Save the base's tokenizer next to the merged model when there is one (local folder or hub id)."""
+    path = Path(base)
+    names = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model")
+    if path.is_dir() and not any((path / n).is_file() for n in names):
+        return False
+    try:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(base).save_pretrained(out)
+        return True
+    except Exception:  # no tokenizer next to the base: the merged model is still complete
+        return False
+
+
+def export_merged(adapter_dir: str | Path, output: str | Path, *, base: str | None = None, strict: bool = False) -> dict:
+    """Load the base named in design.json (or `base`), load the adapter, merge what merges, copy a trained
+    task head into the real head, and write a plain Hugging Face model folder (safetensors, tokenizer
+    when the base has one) that loads without lamina. Unmergeable parts (adapters, prefix, prompt, gated
+    LoRA, BitFit on bias-less modules) are refused with `strict`, otherwise written as a reduced lamina
+    adapter in `output/lamina-adapter` whose base is the merged model. Returns what was merged and kept."""
+    from lamina.methods import METHODS
+    from lamina.methods.head import head_key
+
+    info = read_info(adapter_dir)
+    output = Path(output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise LaminaError(f"output {output} already exists and is not an empty folder")
+    verify(adapter_dir, info)  # a corrupt folder fails before a (possibly large) base model is loaded
+    model = load_base(info, base)
+    name = str(info.get("adapter_name") or "default")
+    load(model, adapter_dir, name=name)
+    merged, kept, remaining = [], [], None
+    if info.get("full"):
+        merged.append("full fine-tuning (the whole model)")
+    else:
+        adapters = adapters_of(model)[name]
+        ctx, design, keep = adapters.__dict__["ctx"], adapters.design, {}
+        for g, group in enumerate(design.groups):
+            layers = group_layers(group, ctx.mmap)
+            for s in group.strategies:
+                reason = METHODS[s.method].merge(adapters.groups[str(g)][s.method], s, layers, ctx, False)
+                label = f"group {g} (layers {group.first}-{group.last}) {s.method}"
+                (kept if reason else merged).append(f"{label}: {reason}" if reason else label)
+                if reason:
+                    keep.setdefault(g, []).append(s)
+        if design.prompt is not None:
+            kept.append("prompt tuning (extra input tokens)")
+        if strict and kept:
+            raise LaminaError(f"--strict: these parts cannot be merged: {'; '.join(kept)}")
+        if design.train_head and ctx.mmap.head:
+            for path in ctx.mmap.head:
+                model.get_submodule(path).load_state_dict(adapters.heads[head_key(path)].state_dict())
+            merged.append("task head (" + ", ".join(ctx.mmap.head) + ")")
+        if kept:
+            remaining = _remaining(design, keep, stored_tensors(adapters))
+        delete_adapter(model, name)
+    model.__dict__.pop("_lamina_full", None)
+    leftover = [k for k in model.state_dict() if k.startswith(CONTAINER)]
+    if leftover:  # pragma: no cover - delete_adapter removes the container with its last adapter
+        raise LaminaError(f"internal: lamina tensors left in the merged model: {leftover[:3]}")
+    tmp = temp_dir_next_to(output)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer = _save_tokenizer(str(base or info["base_model_name_or_path"]), tmp)
+        if remaining is not None:
+            design_left, tensors_left = remaining
+            left_info = _info(model, name, design_left, False, tensors_left, base=str(output.resolve()))
+            write_adapter_dir(tmp / REMAINING_DIR, tensors_left, left_info)
+        publish(tmp, output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {
+        "output": output,
+        "merged": merged,
+        "kept": kept,
+        "remaining": output / REMAINING_DIR if remaining is not None else None,
+        "tokenizer": tokenizer,
+    }
