@@ -194,7 +194,8 @@ class Design(_Strict):
 
     # --- (de)serialisation -------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return self.model_dump(mode="json", exclude_none=True)
+        """Every field, None included: a size left None means "solve from the budget", not "default"."""
+        return self.model_dump(mode="json")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
