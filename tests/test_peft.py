@@ -134,7 +134,7 @@ def test_import_into_a_loaded_model(tmp_path):
     lamina.import_peft(tmp_path / "peft", tmp_path / "lamina", base=model, name="imported")
     assert torch.equal(logits(model, "bert"), expected)  # left applied and active
     design = json.loads((tmp_path / "lamina" / "design.json").read_text())["design"]
-    assert design["groups"] == [{"first": 0, "last": 3, "strategies": [
+    assert design["groups"] == [{"first": 0, "last": 3, "stack": None, "strategies": [
         {"method": "lora", "r": 2, "alpha": 8.0, "dropout": 0.0, "targets": ["q"], "gated": False}]}]
 
 
