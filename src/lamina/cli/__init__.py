@@ -39,6 +39,9 @@ def command(*args, **kwargs):
 
 
 from lamina.cli import params  # noqa: E402,F401  (registers commands)
+from lamina.cli import train  # noqa: E402,F401  (train, eval, predict, demo)
+from lamina.cli import io  # noqa: E402,F401  (registers merge, export-peft, import-peft)
+from lamina.cli import search  # noqa: E402,F401  (search, report)
 
 
 def main() -> None:
