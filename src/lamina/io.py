@@ -183,26 +183,21 @@ def publish(tmp: Path, target: Path) -> None:
     _fsync(target.parent)
 
 
-def write_adapter_dir(directory: str | Path, tensors: dict[str, torch.Tensor], info: dict) -> Path:
-    """Write tensors + design.json atomically. A new folder appears complete or not at all; in an
-    existing folder only our two files are replaced, tensors first and design.json last."""
-    import safetensors.torch
-
+def write_folder(directory: str | Path, writers: dict) -> Path:
+    """Write files atomically: each `writers[name](path)` writes into a temp folder beside the target
+    (in order, so a later file may read an earlier one), then a new folder appears complete by one
+    rename, or, in an existing non-empty folder, only these files are replaced, in the same order."""
     target = Path(directory)
     if target.exists() and not target.is_dir():
         raise LaminaError(f"{target} exists and is not a folder")
     tmp = temp_dir_next_to(target)
     try:
-        safetensors.torch.save_file(tensors, str(tmp / TENSOR_FILE), metadata={"format": "pt", "lamina": FORMAT})
-        _fsync(tmp / TENSOR_FILE)
-        info = {**info, "sha256": _sha256(tmp / TENSOR_FILE)}
-        with open(tmp / DESIGN_FILE, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(info, indent=2) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        for name, write in writers.items():
+            write(tmp / name)
+            _fsync(tmp / name)
         if target.is_dir() and any(target.iterdir()):
-            os.replace(tmp / TENSOR_FILE, target / TENSOR_FILE)
-            os.replace(tmp / DESIGN_FILE, target / DESIGN_FILE)
+            for name in writers:
+                os.replace(tmp / name, target / name)
             tmp.rmdir()
         else:
             publish(tmp, target)
@@ -210,6 +205,19 @@ def write_adapter_dir(directory: str | Path, tensors: dict[str, torch.Tensor], i
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def write_adapter_dir(directory: str | Path, tensors: dict[str, torch.Tensor], info: dict) -> Path:
+    """Write tensors + design.json atomically (tensors first, design.json with their checksum last)."""
+    import safetensors.torch
+
+    def tensors_file(path: Path) -> None:
+        safetensors.torch.save_file(tensors, str(path), metadata={"format": "pt", "lamina": FORMAT})
+
+    def design_file(path: Path) -> None:
+        path.write_text(json.dumps({**info, "sha256": _sha256(path.parent / TENSOR_FILE)}, indent=2) + "\n", encoding="utf-8")
+
+    return write_folder(directory, {TENSOR_FILE: tensors_file, DESIGN_FILE: design_file})
 
 
 def save(model: nn.Module, directory: str | Path, name: str | None = None) -> Path:

@@ -19,8 +19,6 @@ to exactly the adapted modules; import asks PEFT which modules a config targets.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -32,7 +30,7 @@ from lamina.design import CANONICAL_TARGETS, Design, Group, LoRA
 from lamina.errors import LaminaError
 from lamina.inject import adapters_of, apply, delete_adapter, group_layers
 from lamina.io import (
-    PICKLE_SUFFIXES, _pickle_refusal, check_tensors, model_class, publish, read_info, read_tensors, save, temp_dir_next_to,
+    PICKLE_SUFFIXES, _pickle_refusal, check_tensors, model_class, read_info, read_tensors, save, write_folder,
 )
 from lamina.methods.head import head_key
 
@@ -212,22 +210,11 @@ def export_peft(adapter_dir: str | Path, output: str | Path) -> Path:
 def _write_peft(target: Path, tensors: dict, config: dict) -> Path:
     import safetensors.torch
 
-    if target.exists() and not target.is_dir():
-        raise LaminaError(f"{target} exists and is not a folder")
-    tmp = temp_dir_next_to(target)
-    try:
-        safetensors.torch.save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if target.is_dir() and any(target.iterdir()):
-            os.replace(tmp / WEIGHTS_FILE, target / WEIGHTS_FILE)
-            os.replace(tmp / CONFIG_FILE, target / CONFIG_FILE)
-            tmp.rmdir()
-        else:
-            publish(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return write_folder(target, {
+        WEIGHTS_FILE: lambda path: safetensors.torch.save_file(
+            {k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"format": "pt"}),
+        CONFIG_FILE: lambda path: path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8"),
+    })
 
 
 # --- import ------------------------------------------------------------------------------------------
