@@ -29,7 +29,6 @@ import math
 import shlex
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -199,15 +198,7 @@ def main(argv=None) -> dict:
                                      batch_size=args.batch_size, max_length=args.max_length, threads=args.threads,
                                      eval_steps=max(1, math.ceil(steps / args.evals)), gates=False,
                                      out_dir=str(args.work_dir / "runs" / f"{task}-k{k}-{label}-s{seed}")))
-    t0 = time.time()
-    store.flush()
-    failures = bq.run_jobs(jobs, store, args.jobs, args.work_dir)
-    store.data["meta"].setdefault("elapsed_s", []).append(round(time.time() - t0, 1))
-    store.flush()
-    print(render_markdown(store.data, None))
-    if failures:
-        print(f"FAILED: {', '.join(failures)}", file=sys.stderr)
-    return store.data
+    return bq.run_and_report(jobs, store, args, render_markdown)
 
 
 if __name__ == "__main__":

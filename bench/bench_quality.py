@@ -515,12 +515,17 @@ def main(argv=None) -> dict:
                                  max_length=args.max_length, threads=args.threads, eval_steps=10**7,
                                  gates=not args.no_gates,
                                  out_dir=str(args.work_dir / "runs" / f"{task}-{label}-s{seed}")))
+    return run_and_report(jobs, store, args, render_markdown)
+
+
+def run_and_report(jobs: list[dict], store: Store, args, render) -> dict:
+    """Run the pending jobs, record the elapsed time, print the table, name the failed rows."""
     t0 = time.time()
     store.flush()
     failures = run_jobs(jobs, store, args.jobs, args.work_dir)
     store.data["meta"].setdefault("elapsed_s", []).append(round(time.time() - t0, 1))
     store.flush()
-    print(render_markdown(store.data, None))
+    print(render(store.data, None))
     if failures:
         print(f"FAILED: {', '.join(failures)}", file=sys.stderr)
     return store.data
