@@ -228,17 +228,53 @@ def summarise(times: dict[str, list[list[tuple[float, ...]]]], reference: str) -
 # ---------------------------------------------------------------------------------------------- train
 
 
+def graph_layers(model, step) -> list[int]:
+    """Run `step` and return the indices of the transformer blocks whose output is part of the autograd
+    graph (requires grad). Blocks below the first trained one should not be: no backward runs there."""
+    blocks = next(m for n, m in model.named_modules() if n.endswith("encoder.layer") and isinstance(m, torch.nn.ModuleList))
+    seen: dict[int, bool] = {}
+
+    def record(i):
+        def hook(_module, _args, out):
+            seen[i] = bool((out[0] if isinstance(out, tuple) else out).requires_grad)
+
+        return hook
+
+    handles = [block.register_forward_hook(record(i)) for i, block in enumerate(blocks)]
+    try:
+        step()
+    finally:
+        for h in handles:
+            h.remove()
+    return [i for i in sorted(seen) if seen[i]]
+
+
+def ranges(indices: list[int]) -> str:
+    """[4, 5, 6, 7, 9] -> '4-7, 9'."""
+    out, start = [], None
+    for k, i in enumerate(indices):
+        if start is None:
+            start = i
+        if k + 1 == len(indices) or indices[k + 1] != i + 1:
+            out.append(f"{start}-{i}" if i != start else f"{i}")
+            start = None
+    return ", ".join(out) or "none"
+
+
 def bench_train(base, names: list[str], batch: dict, args) -> dict:
     depth = num_layers(base)
     setups = {}
     for name in names:
         model, params = configure(name, copy.deepcopy(base), depth)
         setups[name] = (model, make_optimizer(params), sum(p.numel() for p in params))
+    graph = {}
     with quiet_gc():
         for _, order in rotations(names, 1):
             for name in order:
                 model, opt, _ = setups[name]
-                for _ in range(args.warmup):
+                # the first warm-up step (an extra one with --warmup 0) also records which blocks autograd records
+                graph[name] = graph_layers(model, lambda: train_step(model, opt, batch))
+                for _ in range(args.warmup - 1):
                     timed(lambda: train_step(model, opt, batch))
         times = {name: [] for name in names}
         for r, order in rotations(names, args.rounds):
@@ -255,6 +291,7 @@ def bench_train(base, names: list[str], batch: dict, args) -> dict:
                 summary["lamina-lora"][f"{prefix}{key}"] = statistics.median(ratios)
                 summary["lamina-lora"][f"{prefix}{key}_rounds"] = ratios
     for name in names:
+        summary[name]["layers_in_graph"] = graph[name]
         summary[name]["trainable"] = setups[name][2]
         summary[name]["design"] = preset_for(name, depth) or DESIGN_LABELS[name]
     del setups
@@ -505,8 +542,8 @@ def tables(results: dict) -> str:
     lines = []
     train = results["train"]
     lines += ["### Train step (forward + backward + AdamW step)", "",
-              "| configuration | design | trainable params | median step (s) | forward / backward / AdamW (s) | x full FT | rounds (min-max) | CPU-time x full FT | x PEFT LoRA (wall / CPU) |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| configuration | design | trainable params | blocks in autograd graph | median step (s) | forward / backward / AdamW (s) | x full FT | rounds (min-max) | CPU-time x full FT | x PEFT LoRA (wall / CPU) |",
+              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
     for name, r in train.items():
         peft = f"{r['ratio_peft']:.3f} / {r['cpu_ratio_peft']:.3f}" if "ratio_peft" in r else ""
         if "ratio_peft_pooler" in r:
@@ -514,7 +551,8 @@ def tables(results: dict) -> str:
         ph = r.get("phases_median_s", {})
         phases = " / ".join(f"{ph[k]:.2f}" for k in PHASES) if ph else ""
         full = (f"{r['ratio_full']:.3f} | {_spread(r['ratio_full_rounds'])} | {r['cpu_ratio_full']:.3f}" if "ratio_full" in r else " | | ")
-        lines.append(f"| {name} | `{r['design']}` | {r['trainable']:,} | {r['median_s']:.3f} | {phases} | {full} | {peft} |")
+        blocks = ranges(r["layers_in_graph"]) if "layers_in_graph" in r else ""
+        lines.append(f"| {name} | `{r['design']}` | {r['trainable']:,} | {blocks} | {r['median_s']:.3f} | {phases} | {full} | {peft} |")
     mem = results.get("memory")
     if mem:
         lines += ["", "### Peak memory during training", ""]
@@ -634,7 +672,7 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--length", type=int, default=128)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch.set_num_threads (default: all cores)")
-    p.add_argument("--warmup", type=int, default=1, help="warm-up train steps per configuration")
+    p.add_argument("--warmup", type=int, default=1, help="warm-up train steps per configuration (at least 1 is run)")
     p.add_argument("--steps", type=int, default=2, help="timed train steps per configuration per round")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     p.add_argument("--latency-iters", type=int, default=2, help="forwards per configuration per latency round")

@@ -48,3 +48,21 @@ def test_bench_cost_tiny(tmp_path, capsys):
     assert "PASS" in text or "FAIL" in text
     assert "| lamina-spafit |" in text
     assert "Targets" in capsys.readouterr().out
+
+
+def test_spafit_builds_no_graph_below_n1():
+    """SPAFIT's frozen lower blocks must stay out of the autograd graph (no backward runs there)."""
+    import copy
+
+    import bench_cost
+
+    base = bench_cost.build_base("tiny", 0)
+    batch = bench_cost.make_batch(base, 2, 8, 1)
+    depth = bench_cost.num_layers(base)
+    seen = {}
+    for name in ("full", "lamina-spafit", "lamina-lora"):
+        model, params = bench_cost.configure(name, copy.deepcopy(base), depth)
+        optimizer = bench_cost.make_optimizer(params)
+        seen[name] = bench_cost.graph_layers(model, lambda: bench_cost.train_step(model, optimizer, batch))
+    assert seen["full"] == seen["lamina-lora"] == list(range(depth))
+    assert seen["lamina-spafit"] == list(range(depth // 3, depth))  # spafit n1 = L/3
