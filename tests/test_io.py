@@ -26,14 +26,6 @@ PRESETS = (
 NEEDS_PREFIX = ("prefix", "unipelt", "s4")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is faster, and far faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def cases():
     for family in FAMILIES:

@@ -37,13 +37,6 @@ def fully_mergeable(family):
     return {"groups": [MERGEABLE["groups"][0], {"layers": "2-3", "strategies": [{"lora": {"r": 2, "targets": "ffn_in"}}]}]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def perturb(model, seed=3):
     """Move every trained tensor (stands in for training; B and adapter up-projections start at zero)."""

@@ -41,13 +41,6 @@ PEFT_CONFIGS = {  # PEFT-side adapters to import: layer filters, rank patterns, 
 TASK = {"t5": "SEQ_2_SEQ_LM"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def logits(model, family):
     with torch.no_grad():
