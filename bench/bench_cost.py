@@ -14,6 +14,9 @@ Method (also written into the outputs):
   alike. For each round we take each configuration's mean step time divided by full fine-tuning's in
   the same round ("paired ratio"); the reported ratio is the median over rounds, the reported time the
   median over all timed steps. Python's garbage collector is off while timing (collected between steps).
+  Each step also records its forward / backward / optimizer split and the process CPU time (all
+  threads): other load stretches wall time far more than CPU time, so CPU-time ratios are a cross-check.
+  The first warm-up step records which transformer blocks autograd records (SPAFIT: none below n1).
 * Memory (`--memory rss`, default): each configuration runs in a fresh subprocess that builds the same
   base model and design, resets the kernel's peak-RSS mark (/proc/self/clear_refs = 5) and records RSS as
   the baseline, runs two train steps (the second with optimizer state present), then reads VmHWM. The
@@ -24,6 +27,10 @@ Method (also written into the outputs):
 * Inference latency: eval mode, torch.no_grad(), the same interleaved rounds; ratios to the base model.
   Adapter parameters are perturbed (seeded) first so a merge changes the weights; the merged model's
   logits are checked against the unmerged one's.
+
+Reference A/B runs: `--only lamina-lora,peft-lora,peft-lora-pooler` (PEFT that also trains the pooler, as
+lamina's task head does), `--latency-configs ...,peft-lora-unmerged`, `--threads 1` (CPU time of a single
+thread is the measure least disturbed by other jobs on the machine).
 """
 
 from __future__ import annotations
