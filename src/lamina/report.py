@@ -99,12 +99,7 @@ def plot_score_vs_params(series: Sequence[dict], path: str | Path, title: str = 
     ax.grid(alpha=0.3)
     ax.ticklabel_format(axis="x", style="plain", useOffset=False)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 def plot_distributions(groups: Sequence[tuple[str, Sequence[float]]], path: str | Path, title: str = "",
@@ -133,12 +128,7 @@ def plot_distributions(groups: Sequence[tuple[str, Sequence[float]]], path: str 
     ax.set_ylabel(ylabel)
     ax.set_title(title + ("  (diamond: mean; coloured: winner)" if highlight else "  (diamond: mean)"), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- documents
@@ -378,3 +368,15 @@ def write_search_report(records: list[dict], output: str | Path, title: str = "l
         doc.heading("All runs")
         doc.image(png, "score vs trainable parameters, all runs")
     return doc.write(output) + written
+
+
+def _save_figure(fig, path) -> Path:
+    """Lay out, write the PNG (making its folder), and free the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
