@@ -269,6 +269,7 @@ def test_stsb_regression_head(tmp_path):
             rows.append(f"{i}\tmain\tx\t2012\t{i}\tnone\tnone\t{a}\t{b}\t{rng.uniform(0, 5):.3f}")
         (folder / name).write_text("\n".join(rows) + "\n")
     results = train(model_dir, "stsb", "bitfit", tmp_path / "glue", tmp_path / "run", epochs=1, **FAST)
+    assert results["options"]["label_mean_init"] is True
     assert results["kind"] == "regression" and results["main_metric"] == "combined_score"
     assert {"pearson", "spearman", "combined_score"} <= results["best"].keys()
     info = json.loads((tmp_path / "run" / "design.json").read_text())
@@ -383,3 +384,25 @@ def test_checkpoint_round_trip_restores_every_trained_tensor_in_place(design, tm
     assert all(after[n] is params[n] for n in params)  # same Parameter objects: an optimizer stays valid
     assert all(torch.equal(params[n], before[n]) for n in params)
     assert {n for n, p in model.named_parameters() if p.requires_grad} == set(params)
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "deberta-v2", "gpt2", "llama"])
+def test_regression_head_starts_at_the_mean_label_and_adapters_inherit_it(family):
+    import lamina
+    from lamina.train import init_regression_bias
+
+    m = tiny.model(family, num_labels=1)
+    inputs = tiny.batch(family)
+    before = tiny.logits(m, inputs)
+    mean = init_regression_bias(m, [1.0, 2.0, 4.5])
+    after = tiny.logits(m, inputs)
+    if family in ("gpt2", "llama"):  # `score` has no bias: nothing to set, nothing changes
+        assert mean is None and torch.equal(before, after)
+        return
+    assert mean == 2.5
+    head_bias = [mod.bias for mod in m.modules() if isinstance(mod, torch.nn.Linear) and mod.out_features == 1][-1]
+    assert head_bias.item() == 2.5
+    old_bias = after - before  # the outputs move by exactly (new bias - old bias)
+    assert torch.allclose(old_bias, old_bias[0].expand_as(old_bias))
+    lamina.apply(m, "lora")  # zero-init LoRA: the adapter's head copy starts at the same bias
+    assert torch.equal(tiny.logits(m, inputs), after)

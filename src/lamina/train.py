@@ -289,13 +289,15 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
           eval_steps: int | None = None, max_steps: int | None = None, grad_accum: int = 1,
           resume: bool = False, keep_checkpoints: bool = False, deterministic: bool = True,
           progress: bool = True, logging_steps: int | None = None, callbacks: list | None = None,
-          final_eval: bool = False) -> dict:
+          final_eval: bool = False, label_mean_init: bool = True) -> dict:
     """Fine-tune `design` (preset string, design file, dict or Design) on `task`; returns the results
     dict also written to `output_dir/results.json`. `lr` defaults to 1e-3 for PEFT designs and 2e-5
     for `full`. `eval_steps` evaluates/checkpoints every N optimizer steps instead of every epoch;
     `max_steps` caps training. `callbacks`: extra `transformers.TrainerCallback`s. `final_eval=True`
     re-scores the restored best checkpoint after training (a check of the restore; by default its in-loop
-    evaluation is reported: the same checkpoint on the same data, one validation pass fewer)."""
+    evaluation is reported: the same checkpoint on the same data, one validation pass fewer).
+    `label_mean_init` (regression tasks): the head's output bias starts at the mean training label
+    (see `init_regression_bias`)."""
     from transformers import DataCollatorWithPadding, TrainingArguments
 
     import lamina
@@ -318,6 +320,8 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
     check_design(model_name_or_path, spec, design)  # fails fast, before any weights load
     with _determinism(seed, deterministic), _progress_bars(progress):
         model, tokenizer = load_model(model_name_or_path, spec)
+        if label_mean_init and spec.kind == "regression":  # on resume the checkpoint's head replaces it
+            init_regression_bias(model, [ex["label"] for ex in train_examples])
         report = lamina.apply(model, design)
         design_obj = report.design
         if lr is None:
@@ -393,6 +397,7 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
                                    max_length=max_length, doc_stride=doc_stride, seed=seed, train_limit=train_limit,
                                    eval_limit=eval_limit, eval_steps=eval_steps, max_steps=max_steps,
                                    grad_accum=grad_accum, deterministic=deterministic, task=task, final_eval=final_eval,
+                                   label_mean_init=label_mean_init,
                                    data_dir=str(data_path), world_size=args.world_size),
                                len(train_examples), len(eval_examples), out)
             if is_main:
@@ -405,6 +410,28 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
         if args.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.barrier()
     return results
+
+
+def init_regression_bias(model, labels: list[float]) -> float | None:
+    """Start a regression head's output bias at the mean training label (returns it; None when the head's
+    last layer has no bias, e.g. GPT-2 / Llama `score`). From the usual random init the output sits near 0,
+    far from labels like STS-B's 0-5 scores: the first few hundred steps then go to learning that offset,
+    and their large, noisy gradients can wreck a short run (measured on MiniLM / 1,000 STS-B rows / 125 steps:
+    full fine-tuning 14.9 -> 75.0, UniPELT 3.7 -> 74.1; docs/benchmarks/README.md). Runs before `apply`,
+    so each adapter's head copy inherits it."""
+    from torch import nn
+
+    from lamina.arch import map_model
+
+    outputs = [m for path in map_model(model).head for m in model.get_submodule(path).modules()
+               if isinstance(m, nn.Linear) and m.out_features == 1]
+    if not outputs or outputs[-1].bias is None or not labels:
+        return None
+    mean = float(sum(labels) / len(labels))
+    with torch.no_grad():
+        outputs[-1].bias.fill_(mean)
+    log.info("regression head: output bias set to the mean training label %.4f", mean)
+    return mean
 
 
 def _ddp_backend() -> str | None:

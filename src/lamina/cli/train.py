@@ -92,6 +92,9 @@ def train_cmd(
                                                         "folder (e.g. after a crash or kill)"),
     keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="keep <output>/checkpoints after a "
                                                                             "finished run"),
+    label_mean_init: bool = typer.Option(True, "--label-mean-init/--no-label-mean-init",
+                                         help="regression tasks: start the head's output bias at the mean "
+                                              "training label"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print results.json instead of a summary"),
 ):
@@ -109,7 +112,8 @@ def train_cmd(
         results = train(model, task, design, data_dir, output, lr=lr, epochs=epochs, batch_size=batch_size,
                         max_length=max_length, seed=seed, train_limit=train_limit, eval_limit=eval_limit,
                         warmup_ratio=warmup_ratio, weight_decay=weight_decay, eval_steps=eval_steps,
-                        max_steps=max_steps, resume=resume, keep_checkpoints=keep_checkpoints, progress=progress)
+                        max_steps=max_steps, resume=resume, keep_checkpoints=keep_checkpoints, progress=progress,
+                        label_mean_init=label_mean_init)
     if _is_main():
         typer.echo(json.dumps(results, indent=2, default=str) if as_json else _summary(results))
 
