@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_quality as bq  # noqa: E402
 
-LOWRES_PRESETS = ("full", "lora", "unipelt")
+# the methods of the UniPELT paper's low-resource table (its Table 1), plus SPAFIT
+LOWRES_PRESETS = ("full", "bitfit", "adapter", "prefix", "lora", "unipelt", "spafit-2-4")
 DEFAULT_EPOCHS = "100=5,500=2,1000=1"  # about 65-125 optimizer steps at batch 8
 
 
@@ -103,7 +104,7 @@ def render_markdown(data: dict, path: Path | None) -> str:
         f"{test_sizes(data['rows'])}). Epochs per K: {', '.join(f'K={k}: {e:g}' for k, e in p['epochs'].items())}; batch "
         f"{p['batch_size']}, max length {p['max_length']}, AdamW, linear decay, 6 % warm-up. Learning rates: "
         + ", ".join(f"{label} {v[1]:g}" for label, v in p["presets"].items())
-        + f". Seeds {p['seeds']}. Scores x100 (SST-2 accuracy, STS-B (Pearson + Spearman) / 2); mean ± sample std "
+        + f". Regression head: {p.get('regression_head_init', 'random')} initial bias. Seeds {p['seeds']}. Scores x100 (SST-2 accuracy, STS-B (Pearson + Spearman) / 2); mean ± sample std "
         "over seeds (a bare number: one seed), number of seeds in brackets.", "",
     ]
     for t in tasks:
@@ -175,7 +176,7 @@ def main(argv=None) -> dict:
     model = args.model or bq.default_model()
     protocol = {"model": bq.DEFAULT_MODEL_NAME if args.model is None else model, "tasks": args.tasks,
                 "dev_rows": args.dev_rows, "evals": args.evals, "epochs": {str(k): epochs[k] for k in sorted(epochs)},
-                "batch_size": args.batch_size, "max_length": args.max_length,
+                "batch_size": args.batch_size, "max_length": args.max_length, "regression_head_init": "label mean",
                 "presets": {k: [v[0], v[1]] for k, v in presets.items()}, "ks": args.ks}
     command = "bench/bench_lowres.py " + " ".join(shlex.quote(a) for a in argv_list)
     meta = {"protocol": protocol, "commands": [command],

@@ -12,8 +12,10 @@ Protocol (every knob is a flag and is written into the outputs):
   `--subset-seed`; the same rows for every preset and seed), written as a GLUE-format folder under
   `--work-dir` next to the task's full, original dev.tsv. The run seed changes the model's head
   initialisation, adapter initialisation, dropout and data order, not the rows.
-* Training: `lamina.train.train` (HF Trainer, AdamW, linear decay, 6 % warm-up) for `--epochs` epochs,
-  batch `--batch-size`, `--max-length` tokens; one learning rate per preset (`LEARNING_RATES`).
+* Training: `lamina.train.train` (HF Trainer, AdamW, linear decay, 6 % warm-up) for `--epochs` epochs
+  (a default plus per-task overrides: MRPC gets 3, since at 1 epoch on 1,000 rows every method stays at the
+  majority class), batch `--batch-size`, `--max-length` tokens; one learning rate per preset (`PRESETS`).
+  Regression heads (STS-B) start at the mean training label (lamina.train's default `label_mean_init`).
 * Score: the model at the end of training, on the full original dev set (no checkpoint selection on the
   set that is reported: `eval_steps` is set past the last step, so the only evaluation is the final one).
 * Each run is its own subprocess with `--threads` torch threads (peak memory = that process's peak RSS,
@@ -92,6 +94,45 @@ def sample_rows(rows: list[str], n: int, seed: int, exclude: set[int] = frozense
     if n > len(pool):
         raise SystemExit(f"asked for {n} rows but only {len(pool)} are available")
     return sorted(random.Random(seed).sample(pool, n))
+
+
+def parse_task_epochs(text: str, tasks) -> dict[str, float]:
+    """'1,mrpc=3' -> {task: epochs} for `tasks` (a bare number is the default for the others)."""
+    default, per_task = None, {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        task, sep, value = item.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            raise SystemExit(f"--epochs {text!r}: {value!r} is not a number") from None
+        if sep:
+            per_task[task] = number
+        else:
+            default = number
+    unknown = set(per_task) - set(tasks)
+    if unknown:
+        raise SystemExit(f"--epochs {text!r}: task(s) {sorted(unknown)} are not among --tasks {list(tasks)}")
+    if default is None and set(per_task) != set(tasks):
+        raise SystemExit(f"--epochs {text!r}: give a default (a bare number) for the tasks not named")
+    return {t: per_task.get(t, default) for t in tasks}
+
+
+def majority_baseline(data_dir: Path, task: str) -> float:
+    """Main score (x1) of always predicting the training subset's most common label (classification) or
+    its mean (regression: correlation undefined, reported as 0) on the dev set: the floor a run must beat."""
+    from collections import Counter
+
+    from lamina.evaluate import load_split, resolve_task
+    from lamina.tasks.metrics import compute_metrics, main_score
+
+    spec, path = resolve_task(task, data_dir)
+    train_labels = [ex["label"] for ex in load_split(spec, path, "train")[0]]
+    dev_labels = [ex["label"] for ex in load_split(spec, path, "validation")[0]]
+    if spec.kind == "regression":
+        return 0.0
+    top = Counter(train_labels).most_common(1)[0][0]
+    logits = [[1.0 if c == top else 0.0 for c in range(spec.num_labels)] for _ in dev_labels]
+    return main_score(spec, compute_metrics(spec, logits, dev_labels))
 
 
 def subset_folder(data_root: Path, task: str, work_dir: Path, train_rows: int | None, subset_seed: int) -> Path:
@@ -222,6 +263,9 @@ class Store:
             keep = old.get("meta", {})
             old_p, new_p = keep.get("protocol", {}), meta["protocol"]
             core = [k for k in new_p if k not in MERGED_KEYS]
+            if isinstance(old_p.get("epochs"), dict) and isinstance(new_p.get("epochs"), dict):
+                # per-task epochs: tasks run before must keep theirs; tasks new to this file add theirs
+                new_p["epochs"] = {**old_p["epochs"], **new_p["epochs"]}
             if any(old_p.get(k) != new_p[k] for k in core):
                 diff = {k: (old_p.get(k), new_p[k]) for k in core if old_p.get(k) != new_p[k]}
                 raise SystemExit(f"{path}: existing rows were made with a different protocol: {diff} (old, new); "
@@ -408,6 +452,12 @@ def dev_sizes(rows: list[dict]) -> str:
     return ", ".join(f"{TASK_TITLE.get(t, t)} {n:,} examples" for t, n in sizes.items()) or "no runs yet"
 
 
+def epochs_text(epochs) -> str:
+    if not isinstance(epochs, dict):
+        return f"{epochs:g}"
+    return ", ".join(f"{TASK_TITLE.get(t, t)} {e:g}" for t, e in epochs.items())
+
+
 def render_markdown(data: dict, path: Path | None) -> str:
     meta = data["meta"]
     p = meta["protocol"]
@@ -420,10 +470,15 @@ def render_markdown(data: dict, path: Path | None) -> str:
         "Command(s):", "", *[f"    {c}" for c in meta.get("commands", [])], "",
         f"Model: {p['model']}. "
         f"Train: a random subset of **{p['train_rows']} train rows** per task (subset seed {p['subset_seed']}, same rows "
-        f"for every preset and seed), **{p['epochs']} epochs**, batch {p['batch_size']}, max length {p['max_length']} "
+        f"for every preset and seed), **epochs {epochs_text(p['epochs'])}**, batch {p['batch_size']}, max length {p['max_length']} "
         f"tokens, AdamW, linear decay with 6 % warm-up, weight decay 0. Score: the final model on the **full original "
         f"dev set** ({dev_sizes(data['rows'])}; no checkpoint selection). Seeds {p['seeds']}. "
-        f"One process per run, {p['threads']} torch thread(s), {p['jobs']} run(s) side by side on a shared 2-core CPU.", "",
+        f"One process per run, {p['threads']} torch thread(s), {p['jobs']} run(s) side by side on a shared 2-core CPU. "
+        f"Regression head: {p.get('regression_head_init', 'random')} initial bias. Learning rates per preset: the *lr* column.", "",
+        *([f"Floor (x100, always the training subset's majority label): "
+           + ", ".join(f"{TASK_TITLE.get(t, t)} {100 * v:.1f}" for t, v in meta["baselines"].items() if v)
+           + ". A score near it means the run learned nothing beyond the label prior.", ""]
+          if meta.get("baselines") else []),
         "Metrics (x100): " + "; ".join(f"{TASK_TITLE.get(t, t)} {METRIC_NOTE.get(t, '')}" for t in p["tasks"]) + ". "
         "Cells are mean ± sample std over seeds (a bare number: one seed); *seeds* gives the number of finished seeds per task. "
         "*Trainable (stored)*: parameters that train, with the classification head (SST-2 numbers; STS-B's "
@@ -454,7 +509,7 @@ def parse_args(argv=None):
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--train-rows", type=int, default=1000, help="random train subset size (0: the whole train set)")
     p.add_argument("--subset-seed", type=int, default=0)
-    p.add_argument("--epochs", type=float, default=1)
+    p.add_argument("--epochs", default="1,mrpc=3", help="a default and per-task overrides (default: 1,mrpc=3)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
@@ -492,9 +547,10 @@ def main(argv=None) -> dict:
     presets = learning_rates(args)
     model = args.model or default_model()
     train_rows = args.train_rows or None
+    epochs = parse_task_epochs(args.epochs, args.tasks)
     protocol = {"model": DEFAULT_MODEL_NAME if args.model is None else model, "tasks": args.tasks,
-                "train_rows": train_rows, "subset_seed": args.subset_seed, "epochs": args.epochs,
-                "batch_size": args.batch_size, "max_length": args.max_length,
+                "train_rows": train_rows, "subset_seed": args.subset_seed, "epochs": epochs,
+                "batch_size": args.batch_size, "max_length": args.max_length, "regression_head_init": "label mean",
                 "presets": {k: [v[0], v[1]] for k, v in presets.items()}}
     command = "bench/bench_quality.py " + " ".join(shlex.quote(a) for a in argv_list)
     meta = {"protocol": protocol, "commands": [command],
@@ -505,13 +561,18 @@ def main(argv=None) -> dict:
                                           threads=args.threads, jobs=args.jobs)
     for other in args.merge_from:
         print(f"merged {store.merge_from(other)} row(s) from {other}")
+    baselines = store.data["meta"].setdefault("baselines", {})
+    for task in args.tasks:
+        if task not in baselines:
+            baselines[task] = majority_baseline(subset_folder(args.data_dir, task, args.work_dir, train_rows,
+                                                              args.subset_seed), task)
     jobs = []
     for seed in args.seeds:  # seed-major: a cut-short run still has whole seeds of the table
         for task in args.tasks:
             data_dir = subset_folder(args.data_dir, task, args.work_dir, train_rows, args.subset_seed)
             for label, (preset, lr) in presets.items():
                 jobs.append(dict(task=task, label=label, preset=preset, lr=lr, seed=seed, model=model,
-                                 data_dir=str(data_dir), epochs=args.epochs, batch_size=args.batch_size,
+                                 data_dir=str(data_dir), epochs=epochs[task], batch_size=args.batch_size,
                                  max_length=args.max_length, threads=args.threads, eval_steps=10**7,
                                  gates=not args.no_gates,
                                  out_dir=str(args.work_dir / "runs" / f"{task}-{label}-s{seed}")))

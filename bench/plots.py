@@ -67,12 +67,16 @@ def plot_quality_vs_params(quality: dict, path: Path) -> Path:
             x = rs[0]["trainable_params"]
             ax.errorbar([x], [mean], yerr=[std], fmt="o", color=cmap(i % 20), capsize=3, label=label)
             ax.annotate(label, (x, mean), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        floor = quality["meta"].get("baselines", {}).get(task)
+        if floor:
+            ax.axhline(100 * floor, color="grey", linestyle=":", linewidth=1, label="majority label")
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters (log)")
         ax.set_ylabel(f"{bq.TASK_TITLE.get(task, task)} {bq.METRIC_NOTE.get(task, '')} (x100)")
         ax.set_title(bq.TASK_TITLE.get(task, task))
         ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle(f"MiniLM, {p['train_rows']} train rows, {p['epochs']:g} epochs; mean ± std over seeds", fontsize=10)
+    fig.suptitle(f"MiniLM, {p['train_rows']} train rows, epochs {bq.epochs_text(p['epochs'])}; mean ± std over seeds",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
