@@ -83,7 +83,12 @@ DESIGN_LABELS = {
     "peft-lora-pooler": "peft LoraConfig(... SEQ_CLS, modules_to_save=classifier+pooler)",
 }
 LATENCY = ("base", "lamina-lora-merged", "lamina-lora-unmerged", "lamina-unipelt", "lamina-spafit-merged")
-LATENCY_ALL = LATENCY + ("peft-lora-unmerged",)
+# --all-presets: every other preset unmerged, and merged where some of it folds into the weights
+# (BitFit, LayerNorm tuning; S4's LoRA + BitFit parts: its adapters and prefix stay hooks)
+MERGEABLE_EXTRA = ("lamina-bitfit", "lamina-ln", "lamina-s4")
+LATENCY_EXTRA = (("lamina-spafit-unmerged",) + tuple(f"{n}-unmerged" for n in EXTRA)
+                 + tuple(f"{n}-merged" for n in MERGEABLE_EXTRA))
+LATENCY_ALL = LATENCY + ("peft-lora-unmerged",) + LATENCY_EXTRA
 
 TARGETS = {
     "lora_vs_peft": 1.0,  # lamina LoRA step / PEFT LoRA step <= 1.0
@@ -319,8 +324,9 @@ def perturb(model, seed: int) -> None:
             p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.02)
 
 
-MERGED_FROM = {"lamina-lora-merged": "lamina-lora", "lamina-lora-unmerged": "lamina-lora", "lamina-unipelt": "lamina-unipelt",
-               "lamina-spafit-merged": "lamina-spafit"}
+def latency_source(name: str) -> str:
+    """The train configuration a latency configuration is built from: `lamina-lora-merged` -> `lamina-lora`."""
+    return name.removesuffix("-merged").removesuffix("-unmerged")
 
 
 def latency_models(base, batch: dict, seed: int, names=LATENCY) -> tuple[dict, dict]:
@@ -343,14 +349,14 @@ def latency_models(base, batch: dict, seed: int, names=LATENCY) -> tuple[dict, d
                 for p in params:
                     p.add_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.02)
         elif name != "base":
-            lamina.apply(model, preset_for(MERGED_FROM[name], depth))
+            lamina.apply(model, preset_for(latency_source(name), depth))
             perturb(model, seed)
         model.eval()
         if name.endswith("-merged"):
-            short = MERGED_FROM[name].removeprefix("lamina-")
+            short = latency_source(name).removeprefix("lamina-")
             with torch.no_grad():
                 ref = model(**inputs).logits
-                checks["not_merged"] += lamina.merge(model)
+                checks["not_merged"] += [f"{short}: {part}" for part in lamina.merge(model)]
                 checks[f"{short}_merged_vs_unmerged_max_abs_logit_diff"] = float((model(**inputs).logits - ref).abs().max())
                 checks[f"{short}_vs_base_max_abs_logit_diff"] = float((ref - base_logits).abs().max())
         models[name] = model
@@ -583,10 +589,12 @@ def tables(results: dict) -> str:
         for name, r in lat["configs"].items():
             lines.append(f"| {name} | {r['median_s'] * 1e3:.1f} | {r['ratio_base']:.3f} | {_spread(r['ratio_base_rounds'])} | {r['cpu_ratio_base']:.3f} |")
         c = lat["checks"]
-        for short in ("lora", "spafit"):
-            if f"{short}_merged_vs_unmerged_max_abs_logit_diff" in c:
-                lines += ["", f"Merge check ({short}): max |logits(merged) - logits(unmerged)| = {c[f'{short}_merged_vs_unmerged_max_abs_logit_diff']:.2e}; "
-                          f"the perturbed adapter moves the logits by {c[f'{short}_vs_base_max_abs_logit_diff']:.2e} from the base model's."]
+        suffix = "_merged_vs_unmerged_max_abs_logit_diff"
+        for short in [k.removesuffix(suffix) for k in c if k.endswith(suffix)]:
+            lines += ["", f"Merge check ({short}): max |logits(merged) - logits(unmerged)| = {c[short + suffix]:.2e}; "
+                      f"the perturbed adapter moves the logits by {c[f'{short}_vs_base_max_abs_logit_diff']:.2e} from the base model's."]
+        if c.get("not_merged"):
+            lines += ["", "Left as hooks by the merge (not mergeable): " + "; ".join(c["not_merged"]) + "."]
     lines += ["", "### Targets (verdict on the wall-time median; CPU-time ratio as a cross-check)", "",
               "| target | wall ratio (median) | per-round range | verdict | CPU-time ratio | verdict on CPU time |", "|---|---:|---:|---|---:|---|"]
     for t in results["targets"]:
@@ -690,8 +698,9 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--memory-jobs", type=int, default=2, help="memory worker processes run side by side (rss mode)")
     p.add_argument("--all-presets", action="store_true", help="also time every other lamina preset")
     p.add_argument("--only", help=f"comma-separated train configurations instead of the default set (known: {', '.join(ALL)})")
-    p.add_argument("--latency-configs", default=",".join(LATENCY),
-                   help=f"comma-separated latency configurations (known: {', '.join(LATENCY_ALL)}; base is always run)")
+    p.add_argument("--latency-configs", default=None,
+                   help=f"comma-separated latency configurations (default: {', '.join(LATENCY)}, plus every other "
+                        f"preset with --all-presets; known: {', '.join(LATENCY_ALL)}; base is always run)")
     p.add_argument("--no-latency", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write results as JSON here")
@@ -702,6 +711,8 @@ def parse_args(argv: list[str] | None = None):
         args.latency_rounds = args.rounds
     args.only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     unknown = [n for n in args.only or [] if n not in ALL]
+    if args.latency_configs is None:
+        args.latency_configs = ",".join(LATENCY + (LATENCY_EXTRA if args.all_presets else ()))
     latency = [n.strip() for n in args.latency_configs.split(",") if n.strip()]
     unknown += [n for n in latency if n not in LATENCY_ALL]
     if unknown:

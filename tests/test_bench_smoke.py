@@ -50,6 +50,29 @@ def test_bench_cost_tiny(tmp_path, capsys):
     assert "Targets" in capsys.readouterr().out
 
 
+def test_bench_cost_all_presets_times_and_merges_every_preset(tmp_path, monkeypatch):
+    """--all-presets: every preset trains and runs inference unmerged; the mergeable ones also merged, with
+    logits equal to unmerged, and what cannot merge (S4's adapters and prefix) named as left as hooks."""
+    import bench_cost
+
+    # S4's default 0.5 % budget is below its smallest design on a 235K-parameter model
+    monkeypatch.setitem(bench_cost.ALL, "lamina-s4", ("lamina", "s4:budget=3%"))
+    argv = ["--model", "tiny", "--steps", "1", "--warmup", "1", "--rounds", "1", "--batch", "2", "--length", "16",
+            "--latency-iters", "1", "--memory", "off", "--threads", "1", "--all-presets",
+            "--json", str(tmp_path / "all.json")]
+    results = bench_cost.main(argv)
+    assert set(results["train"]) == set(bench_cost.CORE) | set(bench_cost.EXTRA)
+    latency = results["latency"]["configs"]
+    assert set(latency) == set(bench_cost.LATENCY) | set(bench_cost.LATENCY_EXTRA)
+    assert all(f"{name}-unmerged" in latency for name in bench_cost.EXTRA)
+    checks = results["latency"]["checks"]
+    for short in ("lora", "spafit", "bitfit", "ln", "s4"):
+        assert checks[f"{short}_merged_vs_unmerged_max_abs_logit_diff"] < 1e-4, short
+        assert checks[f"{short}_vs_base_max_abs_logit_diff"] > 1e-3, short  # the merge had something to fold
+    left = checks["not_merged"]
+    assert left and all(item.startswith("s4: ") for item in left)
+
+
 def test_spafit_builds_no_graph_below_n1():
     """SPAFIT's frozen lower blocks must stay out of the autograd graph (no backward runs there)."""
     import copy
