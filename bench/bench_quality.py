@@ -110,10 +110,10 @@ def parse_task_epochs(text: str, tasks) -> dict[str, float]:
             per_task[task] = number
         else:
             default = number
-    unknown = set(per_task) - set(tasks)
+    unknown = set(per_task) - set(FOLDERS)  # known tasks that were not selected are simply not used
     if unknown:
-        raise SystemExit(f"--epochs {text!r}: task(s) {sorted(unknown)} are not among --tasks {list(tasks)}")
-    if default is None and set(per_task) != set(tasks):
+        raise SystemExit(f"--epochs {text!r}: unknown task(s) {sorted(unknown)}; known: {', '.join(FOLDERS)}")
+    if default is None and not set(tasks) <= set(per_task):
         raise SystemExit(f"--epochs {text!r}: give a default (a bare number) for the tasks not named")
     return {t: per_task.get(t, default) for t in tasks}
 
