@@ -760,12 +760,12 @@ def main(argv: list[str] | None = None) -> dict:
     results["meta"]["cpu_s"] = {"benchmark": own.ru_utime + own.ru_stime, "memory_workers": kids.ru_utime + kids.ru_stime}
     print()
     print(tables(results))
+    from lamina.util import atomic_write_text  # a killed run leaves no half-written results
+
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown(results))
+        atomic_write_text(args.markdown, markdown(results))
     return results
 
 

@@ -133,8 +133,7 @@ def render_markdown(data: dict, path: Path | None) -> str:
     lines.append(f"{len(data['rows'])} runs; last updated {meta.get('last_updated', '')}.")
     text = "\n".join(lines) + "\n"
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        bq.write_file(path, text)
     return text
 
 

@@ -82,11 +82,15 @@ def read_tsv_lines(path: Path) -> tuple[str, list[str]]:
     return lines[0], lines[1:]
 
 
+def write_file(path: Path, text: str) -> None:
+    """lamina's atomic write (temp file, then rename): a killed run never leaves a half-written file."""
+    from lamina.util import atomic_write_text
+
+    atomic_write_text(path, text)
+
+
 def write_tsv(path: Path, header: str, rows: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(header + "\n" + "".join(r + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
+    write_file(path, header + "\n" + "".join(r + "\n" for r in rows))
 
 
 def sample_rows(rows: list[str], n: int, seed: int, exclude: set[int] = frozenset()) -> list[int]:
@@ -237,10 +241,7 @@ def _loadavg() -> str:
 def worker_main(spec_path: str) -> None:
     job = json.loads(Path(spec_path).read_text())
     row = run_one(job)
-    out = Path(job["row_file"])
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(row, indent=2) + "\n")
-    tmp.replace(out)
+    write_file(Path(job["row_file"]), json.dumps(row, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------------------------------- orchestrator
@@ -309,10 +310,7 @@ class Store:
 
     def flush(self) -> None:
         self.data["meta"]["last_updated"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
-        tmp.replace(self.path)
+        write_file(self.path, json.dumps(self.data, indent=2) + "\n")
         if self.render is not None:
             self.render(self.data)
 
@@ -494,8 +492,7 @@ def render_markdown(data: dict, path: Path | None) -> str:
     ]
     text = "\n".join(text)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        write_file(path, text)
     return text
 
 
