@@ -23,7 +23,6 @@ Protocol (flags; written into the outputs):
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import math
 import shlex
@@ -138,26 +137,11 @@ def render_markdown(data: dict, path: Path | None) -> str:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None, help="HF model folder/id (default: the all-MiniLM-L6-v2 wheel)")
-    p.add_argument("--data-dir", type=Path, default=bq.DEFAULT_DATA)
-    p.add_argument("--tasks", nargs="+", default=["sst2", "stsb"])
+    p = bq.run_parser(__doc__, "lowres", ("sst2", "stsb"), LOWRES_PRESETS)
     p.add_argument("--ks", nargs="+", type=int, default=[100, 500, 1000])
-    p.add_argument("--presets", nargs="+", default=list(LOWRES_PRESETS), help=f"labels from: {', '.join(bq.PRESETS)}")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--dev-rows", type=int, default=1000, help="held-out train rows used for checkpoint selection")
     p.add_argument("--evals", type=int, default=2, help="evaluations on the selection set per run")
     p.add_argument("--epochs", default=DEFAULT_EPOCHS, help=f"epochs per K (default {DEFAULT_EPOCHS})")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--jobs", type=int, default=2, help="runs side by side (0: in this process, for tests)")
-    p.add_argument("--lr", action="append", default=[], metavar="LABEL=LR")
-    p.add_argument("--work-dir", type=Path, default=bq.ROOT / "runs" / "bench_lowres")
-    p.add_argument("--json", type=Path, default=bq.ROOT / "docs" / "benchmarks" / "lowres.json")
-    p.add_argument("--markdown", type=Path, default=bq.ROOT / "docs" / "benchmarks" / "lowres.md")
-    p.add_argument("--merge-from", nargs="*", type=Path, default=[],
-                   help="first take the rows of these results files (same protocol), e.g. from a side-by-side invocation")
     return p.parse_args(argv)
 
 

@@ -499,30 +499,37 @@ def render_markdown(data: dict, path: Path | None) -> str:
 # ------------------------------------------------------------------------------------------------ main
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+def run_parser(doc: str, name: str, tasks, presets) -> argparse.ArgumentParser:
+    """The options every real-data benchmark shares (model, data, presets, seeds, schedule, processes,
+    outputs); `name` picks the default work folder and results files."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="HF model folder/id (default: the all-MiniLM-L6-v2 wheel)")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="GLUE root (holding SST-2/, STS-B/, MRPC/)")
-    p.add_argument("--tasks", nargs="+", default=list(TASKS))
-    p.add_argument("--presets", nargs="+", default=list(PRESETS), help=f"labels from: {', '.join(PRESETS)}")
+    p.add_argument("--tasks", nargs="+", default=list(tasks))
+    p.add_argument("--presets", nargs="+", default=list(presets), help=f"labels from: {', '.join(PRESETS)}")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--train-rows", type=int, default=1000, help="random train subset size (0: the whole train set)")
-    p.add_argument("--subset-seed", type=int, default=0)
-    p.add_argument("--epochs", default="1,mrpc=3", help="a default and per-task overrides (default: 1,mrpc=3)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--regression-head-init", choices=("mean", "random"), default="mean",
-                   help="regression heads' initial output bias: the mean training label (lamina.train's "
-                        "label_mean_init, default) or the model's random init")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--jobs", type=int, default=2, help="runs side by side (0: in this process, for tests)")
     p.add_argument("--lr", action="append", default=[], metavar="LABEL=LR", help="override one preset's learning rate")
-    p.add_argument("--no-gates", action="store_true", help="skip reading UniPELT gates after training")
-    p.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "bench_quality")
-    p.add_argument("--json", type=Path, default=ROOT / "docs" / "benchmarks" / "quality.json")
-    p.add_argument("--markdown", type=Path, default=ROOT / "docs" / "benchmarks" / "quality.md")
+    p.add_argument("--work-dir", type=Path, default=ROOT / "runs" / f"bench_{name}")
+    p.add_argument("--json", type=Path, default=ROOT / "docs" / "benchmarks" / f"{name}.json")
+    p.add_argument("--markdown", type=Path, default=ROOT / "docs" / "benchmarks" / f"{name}.md")
     p.add_argument("--merge-from", nargs="*", type=Path, default=[],
                    help="first take the rows of these results files (same protocol), e.g. from a side-by-side invocation")
+    return p
+
+
+def parse_args(argv=None):
+    p = run_parser(__doc__, "quality", TASKS, PRESETS)
+    p.add_argument("--train-rows", type=int, default=1000, help="random train subset size (0: the whole train set)")
+    p.add_argument("--subset-seed", type=int, default=0)
+    p.add_argument("--epochs", default="1,mrpc=3", help="a default and per-task overrides (default: 1,mrpc=3)")
+    p.add_argument("--regression-head-init", choices=("mean", "random"), default="mean",
+                   help="regression heads' initial output bias: the mean training label (lamina.train's "
+                        "label_mean_init, default) or the model's random init")
+    p.add_argument("--no-gates", action="store_true", help="skip reading UniPELT gates after training")
     p.add_argument("--_worker", dest="worker", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
