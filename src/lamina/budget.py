@@ -132,3 +132,4 @@ def _allocate(design: Design, sized, unit, remaining: float, mmap: ModelMap) -> 
         for k in members:
             sizes[k] = max(1, round(share / unit[k])) if unit[k] > 0 else 1
     return sizes
+

@@ -238,6 +238,25 @@ class Design(_Strict):
                 raise DesignError(f"groups[{i}].last: layer {g.last} is out of range, {where} has {limit} layers (0-{limit - 1})")
 
 
+def at_budget(design: Design, target, allocation: str = "uniform") -> Design:
+    """The same design with every sized strategy left to the budget solver and `target` as its budget,
+    so designs can be compared at one equal parameter count (`apply` solves the sizes). Strategies
+    without a size (BitFit, LayerNorm) keep their fixed cost."""
+    groups = []
+    for group in design.groups:
+        strategies = []
+        for s in group.strategies:
+            if s.method in SIZED_FIELD:
+                update = {SIZED_FIELD[s.method]: None}
+                if s.method == "adapter":
+                    update["reduction_factor"] = None
+                s = s.model_copy(update=update)
+            strategies.append(s)
+        groups.append(group.model_copy(update={"strategies": tuple(strategies)}))
+    budget = Budget(target=target, allocation=allocation)
+    return design.model_copy(update={"groups": tuple(groups), "budget": budget})
+
+
 def _normalise(data: dict) -> dict:
     """Accept friendly spellings: `layers: "8-11" | [8, 11] | 8 | "all"`, strategies as `{lora: {...}}`."""
     data = dict(data)

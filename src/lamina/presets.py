@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Callable
 
 from lamina.design import (
-    Adapter, BitFit, Budget, Design, DesignError, Group, LayerNormTuning, LoRA, Prefix, Prompt, split_layers,
+    Adapter, BitFit, Budget, Design, DesignError, Group, LayerNormTuning, LoRA, Prefix, Prompt, at_budget, split_layers,
 )
+from pydantic import ValidationError
 
 
 def _all(num_layers: int, *strategies) -> tuple[Group, ...]:
@@ -130,8 +131,18 @@ def parse(text: str) -> tuple[str, dict]:
 
 
 def build(text: str, num_layers: int, hidden: int) -> Design:
+    """A preset's design. Every preset but s4 (which has its own) also takes `budget=` (a count or a
+    percentage, with an optional `allocation=`): its sized strategies are then solved to that budget."""
     name, kwargs = parse(text)
+    budget = kwargs.pop("budget", None) if name != "s4" else None
+    allocation = kwargs.pop("allocation", "uniform") if budget is not None else None
     try:
-        return PRESETS[name](num_layers, hidden, **kwargs)
+        design = PRESETS[name](num_layers, hidden, **kwargs)
     except TypeError as err:
         raise DesignError(f"preset '{name}': {err}".replace("() ", " ")) from None
+    if budget is None:
+        return design
+    try:
+        return at_budget(design, budget if isinstance(budget, str) and budget.endswith("%") else int(budget), allocation)
+    except (ValueError, ValidationError) as err:
+        raise DesignError(f"preset '{name}': budget '{budget}' is not a count or a percentage ({err.__class__.__name__})") from None
