@@ -1,0 +1,128 @@
+"""From probe signals to a design: score each (layer, method) cell, spend the budget greedily by value
+per parameter, group consecutive layers with equal choices, and let the budget solver size them.
+
+The rule, and why:
+- value of a cell = its probe signal (default `adam`: the loss decrease one Adam step of unit learning
+  rate would bring from the cell's parameters, noise removed), times an optional layer prior;
+- cost of a cell = its exact parameter count at the probe size, which for a sized method is the size a
+  uniform design of that method alone gets at this budget (one "slot": budget / layers), so a cell is
+  valued at about the size it will train with;
+- greedy: cells in order of value per parameter, each taken while it still fits in the budget. If one
+  method is the best in every layer and nothing else is worth more per parameter, this reproduces that
+  method's uniform design at the budget: the suggestion only departs from it where the probe says so;
+- consecutive layers (of one stack) with the same chosen methods form a group; `design.at_budget`
+  leaves their sizes to the solver, which spreads what the fixed-cost cells leave over the tuned layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lamina.design import Design, DesignError, at_budget
+from lamina.suggest.candidates import CANDIDATES, is_sized, strategy
+from lamina.suggest.probe import SIGNALS, ProbeResult, depth_prior
+
+PRIORS = ("none", "depth", "change")
+
+
+@dataclass
+class Allocation:
+    """The chosen cells, the design they make (sizes solved), and the numbers behind the choice."""
+
+    design: Design
+    chosen: set[tuple[int, str]]
+    value: dict[tuple[int, str], float]
+    density: dict[tuple[int, str], float]
+    prior: dict[int, float]
+    target: int
+    spent_at_probe_size: int
+    budget: dict | None
+    notes: list[str] = field(default_factory=list)
+
+
+def layer_prior(result: ProbeResult, prior: str) -> dict[int, float]:
+    """none: 1 everywhere; depth: SPAFIT's stratification, (i + 1) / L; change: the layer's
+    representation change relative to the mean layer's."""
+    if prior not in PRIORS:
+        raise DesignError(f"prior: unknown prior '{prior}' (known: {', '.join(PRIORS)})")
+    if prior == "depth":
+        return depth_prior(result.layers)
+    if prior == "change":
+        mean = sum(result.change.values()) / max(len(result.change), 1)
+        return {i: (result.change[i] / mean if mean > 0 else 1.0) for i in result.layers}
+    return dict.fromkeys(result.layers, 1.0)
+
+
+def allocate(result: ProbeResult, model, target: int, budget_spec, *, signal: str = "adam",
+             prior: str = "none", name: str = "auto") -> Allocation:
+    """Choose cells greedily by value per parameter within `target` parameters (without the head) and
+    return the grouped design, sized by the budget solver to `budget_spec` (a count or a percentage)."""
+    import lamina
+
+    if signal not in SIGNALS:
+        raise DesignError(f"signal: unknown signal '{signal}' (known: {', '.join(SIGNALS)})")
+    weights = layer_prior(result, prior)
+    order = list(CANDIDATES)
+    value = {cell: result.stats[cell][signal] * weights[cell[0]] for cell in result.stats}
+    density = {cell: value[cell] / result.cost[cell] if result.cost[cell] else 0.0 for cell in value}
+    ranked = sorted(density, key=lambda c: (-density[c], c[0], order.index(c[1])))
+    cheapest = min(result.cost.values())
+    if cheapest > target:
+        raise DesignError(f"budget: {target:,} parameters is too small for any cell (the cheapest, "
+                          f"{min(result.cost, key=result.cost.get)[1]}, costs {cheapest:,} in one layer)")
+    chosen: set[tuple[int, str]] = set()
+    spent = 0
+    for cell in ranked:
+        if density[cell] > 0 and spent + result.cost[cell] <= target:
+            chosen.add(cell)
+            spent += result.cost[cell]
+    if not chosen:
+        raise DesignError(f"the probe measured no signal for any cell that fits in {target:,} parameters "
+                          "(every gradient was zero: check the labels and the loss)")
+    design = group_cells(chosen, result, name)
+    notes = []
+    if any(is_sized(m) for _, m in chosen):
+        report = lamina.apply(model, at_budget(design, budget_spec), dry_run=True)
+        design, budget = report.design, report.budget
+    else:
+        report = lamina.apply(model, design, dry_run=True)
+        budget = None
+        notes.append(f"only fixed-cost methods were chosen: the design trains {spent:,} of the {target:,} "
+                     "budgeted parameters (add a sized method, e.g. lora, to fill it)")
+    return Allocation(design, chosen, value, density, weights, target, spent, budget, notes)
+
+
+def group_cells(chosen: set[tuple[int, str]], result: ProbeResult, name: str) -> Design:
+    """Consecutive layers of one stack with the same chosen methods -> one group (sizes unsolved);
+    layers with nothing chosen stay frozen."""
+    order = list(CANDIDATES)
+    per_layer = {i: tuple(sorted((m for (l, m) in chosen if l == i), key=order.index)) for i in result.layers}
+    groups, start = [], None
+    for pos, layer in enumerate(result.layers):
+        methods = per_layer[layer]
+        nxt = result.layers[pos + 1] if pos + 1 < len(result.layers) else None
+        start = layer if start is None else start
+        ends = nxt is None or per_layer[nxt] != methods or result.stacks[pos + 1] != result.stacks[pos]
+        if ends:
+            if methods:
+                groups.append({"layers": [start, layer], "strategies": [strategy(m) for m in methods]})
+            start = None
+    return Design.from_dict({"name": name, "groups": groups, "train_head": True})
+
+
+def budget_target(model, budget_spec) -> int:
+    """The budget in parameters (a count, or a percentage of the base model without its head), as the
+    solver counts it."""
+    from lamina.arch import count_params, head_params, map_model
+    from lamina.design import Budget
+
+    try:
+        budget = Budget(target=budget_spec)
+    except ValueError as err:
+        raise DesignError(f"budget: '{budget_spec}' is not a parameter count or a percentage ({_first_line(err)})") from None
+    return budget.resolve(count_params(model) - head_params(model, map_model(model)))
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[-1].strip() if text else type(err).__name__
