@@ -4,7 +4,7 @@ import pytest
 import transformers as T
 
 import lamina
-from lamina.cli.params import meta_model
+from lamina.arch import meta_model
 
 H, L, FFN = 768, 12, 3072
 

@@ -9,7 +9,7 @@ import transformers as T
 import lamina
 import tiny
 from lamina import Design, DesignError
-from lamina.cli.params import meta_model
+from lamina.arch import meta_model
 from lamina.design import split_layers
 from lamina.presets import parse
 

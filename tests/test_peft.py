@@ -128,7 +128,8 @@ def test_import_into_a_loaded_model(tmp_path):
     assert torch.equal(logits(model, "bert"), expected)  # left applied and active
     design = json.loads((tmp_path / "lamina" / "design.json").read_text())["design"]
     assert design["groups"] == [{"first": 0, "last": 3, "stack": None, "strategies": [
-        {"method": "lora", "r": 2, "alpha": 8.0, "dropout": 0.0, "targets": ["q"], "gated": False}]}]
+        {"method": "lora", "r": 2, "alpha": 8.0, "dropout": 0.0, "targets": ["q"], "gated": False,
+             "rslora": False, "dora": False}]}]
 
 
 # --- what PEFT cannot express --------------------------------------------------------------------------

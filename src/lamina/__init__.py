@@ -1,15 +1,41 @@
-"""lamina: layer-wise, budget-aware parameter-efficient fine-tuning for Hugging Face transformers."""
+"""lamina: layer-wise, budget-aware parameter-efficient fine-tuning for Hugging Face transformers.
 
-from lamina.design import Adapter, BitFit, Budget, Design, DesignError, Group, LayerNormTuning, LoRA, Prefix, Prompt
-from lamina.inject import Report, apply, collect_gates, delete_adapter, gate_values, set_active, trainable_names
-from lamina.merge import merge, unmerge
-from lamina.io import export_merged, load, save
-from lamina.peft_format import export_peft, import_peft
+Names are imported on first use (PEP 562), so `import lamina` and the CLI's start-up stay light; every
+name below is available as `lamina.<name>`.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Adapter", "BitFit", "Budget", "Design", "DesignError", "Group", "LayerNormTuning", "LoRA", "Prefix", "Prompt",
-    "Report", "apply", "collect_gates", "delete_adapter", "gate_values", "set_active", "trainable_names",
-    "merge", "unmerge", "save", "load", "export_merged", "export_peft", "import_peft",
-]
+_WHERE = {
+    "Design": "lamina.design", "Group": "lamina.design", "Budget": "lamina.design", "Prompt": "lamina.design",
+    "DesignError": "lamina.errors", "LaminaError": "lamina.errors",
+    "Adapter": "lamina.methods.adapter", "BitFit": "lamina.methods.bitfit", "IA3": "lamina.methods.ia3",
+    "LayerNormTuning": "lamina.methods.ln", "LoRA": "lamina.methods.lora", "Prefix": "lamina.methods.prefix",
+    "register_method": ("lamina.methods", "register"),
+    "Report": "lamina.build", "apply": "lamina.inject", "collect_gates": "lamina.inject",
+    "delete_adapter": "lamina.inject", "gate_values": "lamina.inject", "set_active": "lamina.inject",
+    "trainable_names": "lamina.inject",
+    "merge": "lamina.merge", "unmerge": "lamina.merge",
+    "save": "lamina.io", "load": "lamina.io", "export_merged": "lamina.export",
+    "export_peft": "lamina.peft_format", "import_peft": "lamina.peft_format",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'lamina' has no attribute '{name}'")
+    module, attr = where if isinstance(where, tuple) else (where, name)
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

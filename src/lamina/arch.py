@@ -11,12 +11,16 @@ come first (0..E-1), then the decoder blocks (E..E+D-1). A group may instead nam
 from __future__ import annotations
 
 import fnmatch
+import json
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from lamina.design import CANONICAL_TARGETS, DesignError
+from lamina.errors import DesignError, LaminaError
+
+CANONICAL_TARGETS = ("q", "k", "v", "o", "ffn_in", "ffn_out")
 
 
 @dataclass(frozen=True)
@@ -286,3 +290,39 @@ def hidden_size(model: nn.Module) -> int:
 
 def is_meta(model: nn.Module) -> bool:
     return any(p.device == torch.device("meta") for p in model.parameters())
+
+
+def meta_model(config, head: str = "classification", num_labels: int = 2):
+    """The model skeleton on the meta device: shapes only, so a 70B config answers in about a second."""
+    import transformers as T
+
+    family_of(config)  # unsupported model types fail here with the list of supported ones
+    with torch.device("meta"):
+        if config.model_type in ("t5", "mt5"):
+            return T.AutoModelForSeq2SeqLM.from_config(config)
+        if head == "none":
+            return T.AutoModel.from_config(config)
+        config.num_labels = num_labels
+        cls = T.AutoModelForQuestionAnswering if head == "qa" else T.AutoModelForSequenceClassification
+        return cls.from_config(config)
+
+
+def config_from(model: str):
+    """An HF config from a hub id, a local model folder, or a config.json file."""
+    from transformers import AutoConfig
+
+    path = Path(model)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise LaminaError(f"config file not found: {path}")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise LaminaError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+        if "model_type" not in data:
+            raise LaminaError(f"{path}: no 'model_type' field")
+        return AutoConfig.for_model(**data)
+    try:
+        return AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as err:
+        raise LaminaError(f"cannot load a config from '{model}': {str(err).splitlines()[0]}") from None

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from lamina import presets
 from lamina.arch import ModelMap, count_params, head_params, hidden_size
-from lamina.design import SIZED_FIELD, Design, DesignError
+from lamina.build import dry_rows, group_layers
+from lamina.design import Design, DesignError
+from lamina.methods import METHODS
 
 
 def load_design(spec, num_layers: int, hidden: int) -> Design:
@@ -47,27 +49,20 @@ def _with_sizes(design: Design, sizes: dict[tuple[int, int], int]) -> Design:
         strategies = []
         for s_idx, s in enumerate(group.strategies):
             if (g, s_idx) in sizes:
-                update = {SIZED_FIELD[s.method]: sizes[(g, s_idx)]}
-                if s.method == "adapter":
-                    update["reduction_factor"] = None
-                s = s.model_copy(update=update)
+                s = METHODS[s.method].resized(s, sizes[(g, s_idx)])
             strategies.append(s)
         groups.append(group.model_copy(update={"strategies": tuple(strategies)}))
     return design.model_copy(update={"groups": tuple(groups)})
 
 
 def _unsized(design: Design) -> list[tuple[int, int]]:
-    from lamina.inject import SIZE_OF
-
     return [
         (g, i) for g, group in enumerate(design.groups) for i, s in enumerate(group.strategies)
-        if s.method in SIZE_OF and SIZE_OF[s.method](s) is None
+        if METHODS[s.method].size(s) is None
     ]
 
 
 def _cost(design: Design, model, mmap: ModelMap) -> dict[tuple[int, str], int]:
-    from lamina.inject import dry_rows
-
     return {(r.group, r.method): r.trainable for r in dry_rows(design, model, mmap) if r.method != "head"}
 
 
@@ -110,8 +105,6 @@ def solve(design: Design, model, mmap: ModelMap) -> tuple[Design, dict]:
 
 
 def _allocate(design: Design, sized, unit, remaining: float, mmap: ModelMap) -> dict:
-    from lamina.inject import group_layers
-
     tuned_groups = sorted({g for g, _ in sized})
     layers = [(g, layer.index) for g in tuned_groups for layer in group_layers(design.groups[g], mmap)]
     layers.sort(key=lambda x: x[1])

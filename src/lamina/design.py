@@ -8,120 +8,58 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, StrictBool, StrictInt, ValidationError, field_validator, model_validator
+
 from lamina.errors import DesignError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-
-CANONICAL_TARGETS = ("q", "k", "v", "o", "ffn_in", "ffn_out")
+from lamina.methods import METHODS, Strategy, method_named
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class LoRA(_Strict):
-    """Low-rank update W + (alpha/r)·B·A on chosen projections; `gated` replaces alpha/r by a UniPELT gate."""
-
-    method: Literal["lora"] = "lora"
-    r: int | None = Field(8, description="rank; None = sized by the budget solver")
-    alpha: float | None = Field(None, description="scaling numerator; default 2·r")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    targets: tuple[str, ...] = ("q", "v")
-    gated: bool = False
-
-    @field_validator("r")
-    @classmethod
-    def _positive(cls, value):
-        if value is not None and value <= 0:
-            raise ValueError("r must be > 0")
-        return value
-
-    @field_validator("targets")
-    @classmethod
-    def _non_empty(cls, value):
-        if not value:
-            raise ValueError("targets must name at least one projection")
-        return value
-
-    @property
-    def scaling(self) -> float:
-        return (self.alpha if self.alpha is not None else 2.0 * self.r) / self.r
-
-
-class BitFit(_Strict):
-    """Train bias terms only (as deltas, so the base stays intact and they merge back into the biases)."""
-
-    method: Literal["bitfit"] = "bitfit"
-    which: Literal["all", "attention", "query_value"] = "all"
-
-
-class Adapter(_Strict):
-    """Bottleneck adapter h + up(act(down(h))); `pfeiffer` after the FFN, `houlsby` also after attention,
-    `parallel` beside the FFN (input: the FFN input, output added to the FFN output)."""
-
-    method: Literal["adapter"] = "adapter"
-    bottleneck: int | None = Field(None, description="bottleneck width; or give reduction_factor")
-    reduction_factor: float | None = None
-    placement: Literal["pfeiffer", "houlsby", "parallel"] = "pfeiffer"
-    activation: Literal["relu", "gelu", "tanh", "swish"] = "relu"
-    gated: bool = False
-
-    @model_validator(mode="after")
-    def _size(self):
-        if self.bottleneck is not None and self.reduction_factor is not None:
-            raise ValueError("give either bottleneck or reduction_factor, not both")
-        if self.bottleneck is not None and self.bottleneck <= 0:
-            raise ValueError("bottleneck must be > 0")
-        if self.reduction_factor is not None and self.reduction_factor <= 0:
-            raise ValueError("reduction_factor must be > 0")
-        return self
-
-    def width(self, hidden: int) -> int | None:
-        if self.bottleneck is not None:
-            return self.bottleneck
-        if self.reduction_factor is not None:
-            return max(1, int(hidden // self.reduction_factor))
-        return None
-
-
-class Prefix(_Strict):
-    """Learned per-layer keys/values of `length` positions that every query can attend to.
-    `mlp` = width of the re-parameterisation MLP used while training (dropped at save)."""
-
-    method: Literal["prefix"] = "prefix"
-    length: int | None = 10
-    mlp: int | None = None
-    gated: bool = False
-
-    @field_validator("length", "mlp")
-    @classmethod
-    def _positive(cls, value):
-        if value is not None and value <= 0:
-            raise ValueError("must be > 0")
-        return value
-
-
-class LayerNormTuning(_Strict):
-    """Train the LayerNorm/RMSNorm scales (and shifts, where the norm has them) as deltas."""
-
-    method: Literal["ln"] = "ln"
-
-
-Strategy = Annotated[Union[LoRA, BitFit, Adapter, Prefix, LayerNormTuning], Field(discriminator="method")]
-SIZED_FIELD = {"lora": "r", "adapter": "bottleneck", "prefix": "length"}
+def parse_strategy(item, where: str = "strategy") -> Strategy:
+    """A strategy from its schema object, a name (`"bitfit"`), `{name: {options}}` or
+    `{"method": name, ...options}`, checked by the registered method's own schema."""
+    if isinstance(item, Strategy):
+        return item
+    if isinstance(item, str):
+        item = {"method": item}
+    elif isinstance(item, dict) and "method" not in item and len(item) == 1:
+        (name, options), = item.items()
+        if options is not None and not isinstance(options, dict):
+            raise DesignError(f"{where}: the options of '{name}' must be a mapping, not {type(options).__name__}")
+        item = {"method": name, **(options or {})}
+    if not isinstance(item, dict) or not isinstance(item.get("method"), str) or item["method"] not in METHODS:
+        name = item.get("method") if isinstance(item, dict) else item
+        raise DesignError(f"{where}: unknown method '{name}' (known: {', '.join(METHODS)})")
+    item = dict(item)
+    if isinstance(item.get("targets"), str):
+        item["targets"] = tuple(t for t in item["targets"].replace(",", "+").split("+") if t)
+    try:
+        return method_named(item["method"]).parse(item)
+    except ValidationError as err:
+        raise DesignError(f"{where}.{_first_error(err)}") from None
 
 
 class Group(_Strict):
     """A contiguous, inclusive layer range [first, last] and the strategies trained there.
     `stack` ("encoder"/"decoder") makes the indices relative to that stack of an encoder-decoder model."""
 
-    first: int
-    last: int
+    first: StrictInt
+    last: StrictInt
     stack: Literal["encoder", "decoder"] | None = None
-    strategies: tuple[Strategy, ...] = ()
+    strategies: tuple[SerializeAsAny[Strategy], ...] = ()
+
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _parse(cls, value):
+        if isinstance(value, (list, tuple)):
+            return tuple(parse_strategy(item, f"strategies[{j}]") for j, item in enumerate(value))
+        return value
 
     @model_validator(mode="after")
     def _order(self):
@@ -141,7 +79,7 @@ class Group(_Strict):
 class Prompt(_Strict):
     """Soft prompt tokens inserted at the input embeddings (design-level, not a layer strategy)."""
 
-    length: int = Field(20, gt=0)
+    length: StrictInt = Field(20, gt=0)
     init: Literal["vocab", "random"] = "vocab"
 
 
@@ -151,9 +89,15 @@ class Budget(_Strict):
     target: int | str = Field(..., description="e.g. 300000 or '0.5%'")
     allocation: Literal["uniform", "increasing", "decreasing"] = "uniform"
 
-    @field_validator("target")
+    @field_validator("target", mode="before")
     @classmethod
     def _parse(cls, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"budget target must be a count or a percentage like '0.5%', not {value!r}")
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise ValueError(f"budget target {value} is not a whole number of parameters (write '{value}%' for a percentage)")
+            value = int(value)
         if isinstance(value, str):
             text = value.strip()
             number = text[:-1] if text.endswith("%") else text
@@ -163,6 +107,8 @@ class Budget(_Strict):
                 raise ValueError(f"budget target '{value}' is neither a count nor a percentage") from None
             if amount <= 0:
                 raise ValueError("budget target must be > 0")
+            if text.endswith("%") and amount > 100:
+                raise ValueError(f"budget target {text} is more than the whole model (at most 100%)")
             return text if text.endswith("%") else int(amount)
         if value <= 0:
             raise ValueError("budget target must be > 0")
@@ -180,8 +126,8 @@ class Design(_Strict):
     name: str | None = None
     groups: tuple[Group, ...] = ()
     prompt: Prompt | None = None
-    train_head: bool = True
-    full: bool = Field(False, description="full fine-tuning: every parameter trains (the baseline)")
+    train_head: StrictBool = True
+    full: StrictBool = Field(False, description="full fine-tuning: every parameter trains (the baseline)")
     budget: Budget | None = None
 
     @model_validator(mode="after")
@@ -244,15 +190,8 @@ def at_budget(design: Design, target, allocation: str = "uniform") -> Design:
     without a size (BitFit, LayerNorm) keep their fixed cost."""
     groups = []
     for group in design.groups:
-        strategies = []
-        for s in group.strategies:
-            if s.method in SIZED_FIELD:
-                update = {SIZED_FIELD[s.method]: None}
-                if s.method == "adapter":
-                    update["reduction_factor"] = None
-                s = s.model_copy(update=update)
-            strategies.append(s)
-        groups.append(group.model_copy(update={"strategies": tuple(strategies)}))
+        strategies = tuple(METHODS[s.method].resized(s, None) for s in group.strategies)
+        groups.append(group.model_copy(update={"strategies": strategies}))
     budget = Budget(target=target, allocation=allocation)
     return design.model_copy(update={"groups": tuple(groups), "budget": budget})
 
@@ -267,19 +206,10 @@ def _normalise(data: dict) -> dict:
         group = dict(group)
         if "layers" in group:
             group["first"], group["last"] = _parse_layers(group.pop("layers"), f"groups[{i}].layers")
-        strategies = []
-        for j, item in enumerate(group.get("strategies") or []):
-            if isinstance(item, str):
-                item = {"method": item}
-            elif isinstance(item, dict) and "method" not in item and len(item) == 1:
-                (method, params), = item.items()
-                item = {"method": method, **(params or {})}
-            if not isinstance(item, dict) or item.get("method") not in ("lora", "bitfit", "adapter", "prefix", "ln"):
-                name = item.get("method") if isinstance(item, dict) else item
-                raise DesignError(f"groups[{i}].strategies[{j}]: unknown method '{name}' (known: lora, bitfit, adapter, prefix, ln)")
-            if isinstance(item.get("targets"), str):
-                item["targets"] = tuple(t for t in item["targets"].replace(",", "+").split("+") if t)
-            strategies.append(item)
+        items = group.get("strategies") or []
+        if not isinstance(items, (list, tuple)):
+            raise DesignError(f"groups[{i}].strategies: must be a list of strategies")
+        strategies = [parse_strategy(item, f"groups[{i}].strategies[{j}]") for j, item in enumerate(items)]
         group["strategies"] = strategies
         groups.append(group)
     data["groups"] = groups
@@ -287,9 +217,9 @@ def _normalise(data: dict) -> dict:
 
 
 def _parse_layers(value, field: str) -> tuple[int, int]:
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value, value
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(type(v) is int for v in value):
         return value[0], value[1]
     if isinstance(value, str) and "-" in value:
         a, _, b = value.partition("-")
@@ -300,21 +230,11 @@ def _parse_layers(value, field: str) -> tuple[int, int]:
 
 def _first_error(err: ValidationError) -> str:
     e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in ("lora", "bitfit", "adapter", "prefix", "ln")))
+    loc = ".".join(str(p) for p in e["loc"])
     msg = e["msg"].removeprefix("Value error, ")
+    if e.get("type") == "extra_forbidden":
+        msg = "unknown option"
     return f"{loc}: {msg}" if loc else msg
-
-
-def validate_targets(design: Design, known: set[str]) -> None:
-    """Unknown projection names fail loudly (a regex that matches nothing is a classic PEFT footgun)."""
-    for i, g in enumerate(design.groups):
-        for j, s in enumerate(g.strategies):
-            if isinstance(s, LoRA):
-                for t in s.targets:
-                    if t not in known:
-                        raise DesignError(
-                            f"groups[{i}].strategies[{j}].targets: unknown target '{t}' (this model has: {', '.join(sorted(known))})"
-                        )
 
 
 PATTERNS = ("increasing", "uniform", "decreasing", "spindle", "bottleneck")

@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from lamina.design import Design, Prefix
+from lamina.build import AdapterSet, Report
+from lamina.design import Design
 from lamina.errors import LaminaError
-from lamina.inject import CONTAINER, AdapterSet, Report, adapters_of, apply, delete_adapter, group_layers
+from lamina.inject import CONTAINER, active_adapter, adapters_of, apply, delete_adapter, full_design
+from lamina.methods import METHODS
+from lamina.util import publish, temp_dir_next_to, write_folder  # noqa: F401  (write_folder: re-exported)
 
 FORMAT, FORMAT_VERSION = "lamina-adapter", 1
 DESIGN_FILE, TENSOR_FILE = "design.json", "adapter.safetensors"
@@ -42,44 +42,23 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 # --- what is stored --------------------------------------------------------------------------------
 def stored_design(design: Design) -> Design:
-    """The design a saved folder is rebuilt with: prefix MLPs collapsed (keys/values are the parameters)."""
+    """The design a saved folder is rebuilt with: each method's stored form (prefix MLPs collapsed)."""
     groups = tuple(
-        g.model_copy(update={"strategies": tuple(
-            s.model_copy(update={"mlp": None}) if isinstance(s, Prefix) and s.mlp else s for s in g.strategies
-        )})
+        g.model_copy(update={"strategies": tuple(METHODS[s.method].stored_strategy(s) for s in g.strategies)})
         for g in design.groups
     )
     return design.model_copy(update={"groups": groups})
 
 
-@torch.no_grad()
-def _prefix_kv(group: nn.Module) -> torch.Tensor:
-    """The keys/values a prefix MLP produces, computed without touching the live module."""
-    cache = group._cache
-    try:
-        return group.all_kv(-1).detach().clone().contiguous()
-    finally:
-        group._cache = cache
-
-
 def stored_tensors(adapters: AdapterSet) -> dict[str, torch.Tensor]:
-    """What `save` writes for one AdapterSet: its state dict, each prefix MLP replaced by `kv`."""
-    collapsed = {
-        f"groups.{g}.prefix.": _prefix_kv(methods["prefix"])
-        for g, methods in adapters.groups.items()
-        if "prefix" in methods and hasattr(methods["prefix"], "mlp")
-    }
+    """What `save` writes for one AdapterSet: each method's stored tensors, the prompt and head copies."""
     out = {}
+    for g, _, s, method, module in adapters.parts():
+        out.update({f"groups.{g}.{s.method}.{k}": v for k, v in method.stored_tensors(module).items()})
     for key, value in adapters.state_dict().items():
-        head = next((p for p in collapsed if key.startswith(p)), None)
-        if head is not None and (key[len(head):] == "embedding" or key[len(head):].startswith("mlp.")):
-            continue
-        out[key] = value.detach().contiguous()
-    out.update({head + "kv": kv for head, kv in collapsed.items()})
+        if not key.startswith("groups."):
+            out[key] = value.detach().contiguous()
     return out
-
-
-_stored_tensors = stored_tensors  # older spelling, used by train.py
 
 
 def _full_tensors(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -108,20 +87,19 @@ def _pick(model: nn.Module, name: str | None) -> str | None:
         if name not in adapters:
             raise LaminaError(f"no adapter named '{name}' on this model (loaded: {', '.join(adapters) or 'none'})")
         return name
-    runtime = model.__dict__.get("_lamina")
-    active = [n for n in (runtime.active if runtime else []) if n in adapters]
+    active = [n for n in [active_adapter(model)] if n is not None]
     if active:
         return active[0]
     if len(adapters) == 1:
         return next(iter(adapters))
     if adapters:
         raise LaminaError(f"this model carries several adapters ({', '.join(adapters)}) and none is active: pass name=")
-    if model.__dict__.get("_lamina_full") is not None:
+    if full_design(model) is not None:
         return None
     raise LaminaError("this model carries no lamina adapter to save (apply or load a design first)")
 
 
-def _info(model: nn.Module, name: str, design: Design, full: bool, tensors: dict, tied=None, base: str | None = None) -> dict:
+def adapter_info(model: nn.Module, name: str, design: Design, full: bool, tensors: dict, tied=None, base: str | None = None) -> dict:
     import lamina
     import transformers
 
@@ -148,63 +126,13 @@ def _info(model: nn.Module, name: str, design: Design, full: bool, tensors: dict
     }
 
 
-# --- atomic folder writes ----------------------------------------------------------------------------
+# --- writing ---------------------------------------------------------------------------------------
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def temp_dir_next_to(target: Path) -> Path:
-    """A fresh hidden folder beside `target` (same filesystem, so a rename publishes it atomically)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the published folder gets normal permissions
-    return tmp
-
-
-def publish(tmp: Path, target: Path) -> None:
-    """Rename a finished temp folder into place (an existing empty folder is replaced)."""
-    if target.is_dir() and not any(target.iterdir()):
-        target.rmdir()
-    os.rename(tmp, target)
-    _fsync(target.parent)
-
-
-def write_folder(directory: str | Path, writers: dict) -> Path:
-    """Write files atomically: each `writers[name](path)` writes into a temp folder beside the target
-    (in order, so a later file may read an earlier one), then a new folder appears complete by one
-    rename, or, in an existing non-empty folder, only these files are replaced, in the same order."""
-    target = Path(directory)
-    if target.exists() and not target.is_dir():
-        raise LaminaError(f"{target} exists and is not a folder")
-    tmp = temp_dir_next_to(target)
-    try:
-        for name, write in writers.items():
-            write(tmp / name)
-            _fsync(tmp / name)
-        if target.is_dir() and any(target.iterdir()):
-            for name in writers:
-                os.replace(tmp / name, target / name)
-            tmp.rmdir()
-        else:
-            publish(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
 
 
 def write_adapter_dir(directory: str | Path, tensors: dict[str, torch.Tensor], info: dict) -> Path:
@@ -226,16 +154,16 @@ def save(model: nn.Module, directory: str | Path, name: str | None = None) -> Pa
     picked = _pick(model, name)
     if picked is None:
         tensors, tied = _full_tensors(model)
-        info = _info(model, "full", model.__dict__["_lamina_full"], True, tensors, tied)
+        info = adapter_info(model, "full", full_design(model), True, tensors, tied)
     else:
         adapters = adapters_of(model)[picked]
         tensors = stored_tensors(adapters)
-        info = _info(model, picked, adapters.design, False, tensors)
+        info = adapter_info(model, picked, adapters.design, False, tensors)
     return write_adapter_dir(directory, tensors, info)
 
 
 # --- reading ---------------------------------------------------------------------------------------
-def _pickle_refusal(path: Path) -> LaminaError:
+def pickle_refusal(path: Path) -> LaminaError:
     return LaminaError(
         f"refusing to load {path.name}: pickle-based weight files (.bin/.pt/.pkl) can run code when loaded; "
         "lamina reads safetensors only"
@@ -247,7 +175,7 @@ def read_info(directory: str | Path) -> dict:
     path = Path(directory)
     if path.is_file():
         if path.suffix in PICKLE_SUFFIXES:
-            raise _pickle_refusal(path)
+            raise pickle_refusal(path)
         if path.name != DESIGN_FILE:
             raise LaminaError(f"{path}: expected an adapter folder holding {DESIGN_FILE} and {TENSOR_FILE}")
         path = path.parent
@@ -280,7 +208,7 @@ def verify(directory: str | Path, info: dict) -> Path:
     if not path.is_file():
         pickles = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:
-            raise _pickle_refusal(pickles[0])
+            raise pickle_refusal(pickles[0])
         raise LaminaError(f"{folder}: {TENSOR_FILE} is missing")
     if _sha256(path) != info["sha256"]:
         raise LaminaError(f"checksum mismatch: {TENSOR_FILE} is corrupt or was changed")
@@ -348,7 +276,7 @@ def _load_full(model: nn.Module, design: Design, tensors: dict, info: dict) -> R
     return report
 
 
-# --- merged export -----------------------------------------------------------------------------------
+# --- the base an adapter names --------------------------------------------------------------------
 def model_class(info: dict):
     """The transformers class named in design.json (only real transformers model classes)."""
     import transformers
@@ -375,100 +303,3 @@ def load_base(info: dict, base: str | None = None) -> nn.Module:
         return cls.from_pretrained(str(name), **kwargs).eval()
     except (OSError, ValueError) as err:
         raise LaminaError(f"cannot load the base model '{name}': {str(err).strip().splitlines()[0]}") from None
-
-
-def _remaining(design: Design, keep: dict[int, list], tensors: dict) -> tuple[Design, dict]:
-    """The unmerged parts as their own design (groups renumbered) and their tensors."""
-    groups, out = [], {}
-    for g, strategies in sorted(keep.items()):
-        new = len(groups)
-        groups.append(design.groups[g].model_copy(update={"strategies": tuple(strategies)}))
-        for s in strategies:
-            old_prefix = f"groups.{g}.{s.method}."
-            out.update({f"groups.{new}.{s.method}." + k[len(old_prefix):]: v for k, v in tensors.items() if k.startswith(old_prefix)})
-    if design.prompt is not None:
-        out.update({k: v for k, v in tensors.items() if k.startswith("prompt.")})
-    name = f"{design.name or 'adapter'}-unmerged"
-    return design.model_copy(update={"groups": tuple(groups), "train_head": False, "budget": None, "name": name}), out
-
-
-def _save_tokenizer(base: str, out: Path) -> bool:
-    """Save the base's tokenizer next to the merged model when there is one (local folder or hub id)."""
-    path = Path(base)
-    names = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model")
-    if path.is_dir() and not any((path / n).is_file() for n in names):
-        return False
-    try:
-        from transformers import AutoTokenizer
-
-        AutoTokenizer.from_pretrained(base).save_pretrained(out)
-        return True
-    except Exception:  # no tokenizer next to the base: the merged model is still complete
-        return False
-
-
-def export_merged(adapter_dir: str | Path, output: str | Path, *, base: str | None = None, strict: bool = False) -> dict:
-    """Load the base named in design.json (or `base`), load the adapter, merge what merges, copy a trained
-    task head into the real head, and write a plain Hugging Face model folder (safetensors, tokenizer
-    when the base has one) that loads without lamina. Unmergeable parts (adapters, prefix, prompt, gated
-    LoRA, BitFit on bias-less modules) are refused with `strict`, otherwise written as a reduced lamina
-    adapter in `output/lamina-adapter` whose base is the merged model. Returns what was merged and kept."""
-    from lamina.methods import METHODS
-    from lamina.methods.head import head_key
-
-    info = read_info(adapter_dir)
-    output = Path(output)
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise LaminaError(f"output {output} already exists and is not an empty folder")
-    verify(adapter_dir, info)  # a corrupt folder fails before a (possibly large) base model is loaded
-    model = load_base(info, base)
-    name = str(info.get("adapter_name") or "default")
-    load(model, adapter_dir, name=name)
-    merged, kept, remaining = [], [], None
-    if info.get("full"):
-        merged.append("full fine-tuning (the whole model)")
-    else:
-        adapters = adapters_of(model)[name]
-        ctx, design, keep = adapters.__dict__["ctx"], adapters.design, {}
-        for g, group in enumerate(design.groups):
-            layers = group_layers(group, ctx.mmap)
-            for s in group.strategies:
-                reason = METHODS[s.method].merge(adapters.groups[str(g)][s.method], s, layers, ctx, False)
-                label = f"group {g} (layers {group.first}-{group.last}) {s.method}"
-                (kept if reason else merged).append(f"{label}: {reason}" if reason else label)
-                if reason:
-                    keep.setdefault(g, []).append(s)
-        if design.prompt is not None:
-            kept.append("prompt tuning (extra input tokens)")
-        if strict and kept:
-            raise LaminaError(f"--strict: these parts cannot be merged: {'; '.join(kept)}")
-        if design.train_head and ctx.mmap.head:
-            for path in ctx.mmap.head:
-                model.get_submodule(path).load_state_dict(adapters.heads[head_key(path)].state_dict())
-            merged.append("task head (" + ", ".join(ctx.mmap.head) + ")")
-        if kept:
-            remaining = _remaining(design, keep, stored_tensors(adapters))
-        delete_adapter(model, name)
-    model.__dict__.pop("_lamina_full", None)
-    leftover = [k for k in model.state_dict() if k.startswith(CONTAINER)]
-    if leftover:  # pragma: no cover - delete_adapter removes the container with its last adapter
-        raise LaminaError(f"internal: lamina tensors left in the merged model: {leftover[:3]}")
-    tmp = temp_dir_next_to(output)
-    try:
-        model.save_pretrained(tmp)
-        tokenizer = _save_tokenizer(str(base or info["base_model_name_or_path"]), tmp)
-        if remaining is not None:
-            design_left, tensors_left = remaining
-            left_info = _info(model, name, design_left, False, tensors_left, base=str(output.resolve()))
-            write_adapter_dir(tmp / REMAINING_DIR, tensors_left, left_info)
-        publish(tmp, output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return {
-        "output": output,
-        "merged": merged,
-        "kept": kept,
-        "remaining": output / REMAINING_DIR if remaining is not None else None,
-        "tokenizer": tokenizer,
-    }

@@ -1,28 +1,63 @@
-"""Merge / unmerge: fold every mergeable delta (LoRA, BitFit, LayerNorm tuning) into the base weights
-in place, keeping the originals so `unmerge` restores them exactly. Unmergeable parts (adapters,
-prefix, prompt, gated LoRA, biases the base module does not have) keep running as hooks."""
+"""Merge / unmerge: fold every mergeable delta into the base weights in place, keeping the originals so
+`unmerge` restores them exactly. Unmergeable parts (adapters, prefix, prompt, gated LoRA, biases the
+base module does not have) keep running as hooks.
+
+This is the one merge loop: `lamina.merge`, `lamina.unmerge` and the merged export (`lamina.export`)
+all go through `merge_parts`. Parts merge group by group in attach order (the methods' `Stage` rule),
+so the merged weights compute what the hooks computed; unmerge runs in the reverse order. A rescaling
+(Stage.SCALE, IA³) merges only when every delta before it in its group merged too: it would otherwise
+scale a delta that is still added afterwards by a hook.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
-from lamina.inject import adapters_of, group_layers, runtime_of
+from lamina.build import AdapterSet, group_layers
+from lamina.inject import adapters_of, attach_order, runtime_of
 from lamina.methods import METHODS
+from lamina.methods.base import Stage
+
+
+@dataclass
+class Part:
+    group: int
+    first: int
+    last: int
+    strategy: object
+    kept: str | None  # None: merged; else why it still runs as a hook
+
+    @property
+    def label(self) -> str:
+        return f"group {self.group} (layers {self.first}-{self.last}) {self.strategy.method}"
+
+
+def merge_parts(adapters: AdapterSet, undo: bool = False) -> list[Part]:
+    """Merge (or unmerge) every part of one adapter set; returns each part and whether it merged."""
+    ctx, design, parts = adapters.context, adapters.design, []
+    for g, group in enumerate(design.groups):
+        layers = group_layers(group, ctx.mmap)
+        order = attach_order(group.strategies)
+        kept_before = False
+        for s in (reversed(order) if undo else order):
+            method = METHODS[s.method]
+            if method.stage == Stage.SCALE and kept_before and not undo:
+                reason = f"{s.method} (it would rescale a delta in this group that cannot be merged)"
+            else:
+                reason = method.merge(adapters.groups[str(g)][s.method], s, layers, ctx, undo)
+            kept_before = kept_before or (reason is not None and method.stage < Stage.SCALE)
+            parts.append(Part(g, group.first, group.last, s, reason))
+    return parts
 
 
 def _fold_all(model: nn.Module, name: str | None, undo: bool) -> list[str]:
-    runtime = runtime_of(model)
-    names = [name] if name else list(runtime.active)
+    names = [name] if name else list(runtime_of(model).active)
     kept = []
     for adapter_name in names:
         adapters = adapters_of(model)[adapter_name]
-        ctx = adapters.__dict__["ctx"]
-        for g, group in enumerate(adapters.design.groups):
-            layers = group_layers(group, ctx.mmap)
-            for s in group.strategies:
-                reason = METHODS[s.method].merge(adapters.groups[str(g)][s.method], s, layers, ctx, undo)
-                if reason:
-                    kept.append(f"group {g} ({group.first}-{group.last}): {reason}")
+        kept += [f"group {p.group} ({p.first}-{p.last}): {p.kept}" for p in merge_parts(adapters, undo) if p.kept]
         if adapters.prompt is not None:
             kept.append("prompt tuning (extra input tokens)")
     return kept

@@ -25,12 +25,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lamina.arch import Layer, ModelMap, is_projection, map_model
-from lamina.design import CANONICAL_TARGETS, Design, Group, LoRA
+from lamina.arch import CANONICAL_TARGETS, Layer, ModelMap, is_projection, map_model
+from lamina.design import Design, Group
+from lamina.methods.lora import LoRA
 from lamina.errors import LaminaError
 from lamina.inject import adapters_of, apply, delete_adapter, group_layers
 from lamina.io import (
-    PICKLE_SUFFIXES, _pickle_refusal, check_tensors, model_class, read_info, read_tensors, save, write_folder,
+    PICKLE_SUFFIXES, pickle_refusal, check_tensors, model_class, read_info, read_tensors, save, write_folder,
 )
 from lamina.methods.head import head_key
 
@@ -228,7 +229,7 @@ UNSUPPORTED = {
 
 def _read_peft_config(folder: Path) -> dict:
     if folder.is_file() and folder.suffix in PICKLE_SUFFIXES:
-        raise _pickle_refusal(folder)
+        raise pickle_refusal(folder)
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise LaminaError(f"{folder}: no {CONFIG_FILE}, so this is not a PEFT adapter folder")
@@ -292,7 +293,7 @@ def import_peft(peft_dir: str | Path, output: str | Path, *, base=None, name: st
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         pickles = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        raise _pickle_refusal(pickles[0]) if pickles else LaminaError(f"{folder}: {WEIGHTS_FILE} is missing")
+        raise pickle_refusal(pickles[0]) if pickles else LaminaError(f"{folder}: {WEIGHTS_FILE} is missing")
     peft = _peft()
     if peft is None:
         raise LaminaError("import-peft needs the 'peft' package (pip install 'lamina[peft]')")

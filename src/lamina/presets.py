@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-from lamina.design import (
-    Adapter, BitFit, Budget, Design, DesignError, Group, LayerNormTuning, LoRA, Prefix, Prompt, at_budget, split_layers,
-)
 from pydantic import ValidationError
+
+from lamina.design import Budget, Design, DesignError, Group, Prompt, at_budget, split_layers
+from lamina.methods.adapter import Adapter
+from lamina.methods.bitfit import BitFit
+from lamina.methods.ia3 import IA3
+from lamina.methods.ln import LayerNormTuning
+from lamina.methods.lora import LoRA
+from lamina.methods.prefix import Prefix
 
 
 def _all(num_layers: int, *strategies) -> tuple[Group, ...]:
@@ -22,8 +27,15 @@ def full(L, H):
     return Design(name="full", full=True)
 
 
-def lora(L, H, r=8, alpha=None, targets="q+v", dropout=0.0):
-    return Design(name="lora", groups=_all(L, LoRA(r=r, alpha=alpha, targets=_targets(targets), dropout=dropout)))
+def lora(L, H, r=8, alpha=None, targets="q+v", dropout=0.0, rslora=False, dora=False):
+    strategy = LoRA(r=r, alpha=alpha, targets=_targets(targets), dropout=dropout, rslora=rslora, dora=dora)
+    name = "dora" if dora else "rslora" if rslora else "lora"
+    return Design(name=name, groups=_all(L, strategy))
+
+
+def ia3(L, H, targets="k+v+ffn"):
+    """Liu et al. 2022: rescaling vectors on keys, values and the FFN's inner activation."""
+    return Design(name="ia3", groups=_all(L, IA3(targets=_targets(targets))))
 
 
 def bitfit(L, H, which="all"):
@@ -94,7 +106,9 @@ def s4(L, H, budget="0.5%", allocation="uniform"):
 
 
 PRESETS: dict[str, Callable[..., Design]] = {
-    "full": full, "lora": lora, "bitfit": bitfit, "adapter": adapter,
+    "full": full, "lora": lora, "bitfit": bitfit, "adapter": adapter, "ia3": ia3,
+    "dora": lambda L, H, **kw: lora(L, H, dora=True, **kw),
+    "rslora": lambda L, H, **kw: lora(L, H, rslora=True, **kw),
     "adapter-pfeiffer": lambda L, H, **kw: adapter(L, H, placement="pfeiffer", **kw),
     "adapter-houlsby": lambda L, H, **kw: adapter(L, H, placement="houlsby", **kw),
     "adapter-parallel": lambda L, H, **kw: adapter(L, H, placement="parallel", **kw),

@@ -53,11 +53,9 @@ PEFT_LR, FULL_LR = 1e-3, 2e-5
 
 def _adapter_name(model) -> str | None:
     """The active adapter's name; None for full fine-tuning."""
-    from lamina.inject import adapters_of
+    from lamina.inject import active_adapter
 
-    runtime = model.__dict__.get("_lamina")
-    active = [n for n in (runtime.active if runtime else []) if n in adapters_of(model)]
-    return active[0] if active else None
+    return active_adapter(model)
 
 
 def save_checkpoint_model(model, folder: str | Path) -> None:

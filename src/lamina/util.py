@@ -1,11 +1,14 @@
-"""Small shared helpers: atomic writes (nothing half-written), human numbers."""
+"""Small shared helpers: atomic writes of files and folders (nothing half-written), human numbers."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
+
+from lamina.errors import LaminaError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -38,3 +41,54 @@ def human(n: int | float) -> str:
         if abs(n) >= size:
             return f"{n / size:.2f}{unit}"
     return f"{int(n)}"
+
+
+# --- atomic folder writes ----------------------------------------------------------------------------
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_dir_next_to(target: Path) -> Path:
+    """A fresh hidden folder beside `target` (same filesystem, so a rename publishes it atomically)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the published folder gets normal permissions
+    return tmp
+
+
+def publish(tmp: Path, target: Path) -> None:
+    """Rename a finished temp folder into place (an existing empty folder is replaced)."""
+    if target.is_dir() and not any(target.iterdir()):
+        target.rmdir()
+    os.rename(tmp, target)
+    _fsync(target.parent)
+
+
+def write_folder(directory: str | Path, writers: dict) -> Path:
+    """Write files atomically: each `writers[name](path)` writes into a temp folder beside the target
+    (in order, so a later file may read an earlier one), then a new folder appears complete by one
+    rename, or, in an existing non-empty folder, only these files are replaced, in the same order."""
+    target = Path(directory)
+    if target.exists() and not target.is_dir():
+        raise LaminaError(f"{target} exists and is not a folder")
+    tmp = temp_dir_next_to(target)
+    try:
+        for name, write in writers.items():
+            write(tmp / name)
+            _fsync(tmp / name)
+        if target.is_dir() and any(target.iterdir()):
+            for name in writers:
+                os.replace(tmp / name, target / name)
+            tmp.rmdir()
+        else:
+            publish(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -26,7 +26,7 @@ def merge(
     """Merge an adapter into its base model and write a plain Hugging Face model folder.
 
     Parts that cannot be merged (adapters, prefix, prompt, gated LoRA, BitFit on bias-less modules) are kept as a reduced lamina adapter in OUTPUT/lamina-adapter, or refused with --strict."""
-    from lamina.io import export_merged
+    from lamina.export import export_merged
 
     _quiet()
     result = export_merged(adapter, output, base=base, strict=strict)

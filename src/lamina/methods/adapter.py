@@ -4,12 +4,42 @@ output. `up` starts at zero, so the model is unchanged at init; `g` is 1, or a U
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field, StrictBool, StrictInt, model_validator
 from torch import nn
 
 from lamina.arch import Layer
-from lamina.design import Adapter
-from lamina.methods.base import BuildContext, Gate, first_tensor
-from lamina.methods.lora import layer_dtype
+from lamina.methods.base import BuildContext, Gate, Method, Stage, Strategy, first_tensor, layer_dtype
+
+
+class Adapter(Strategy):
+    """Bottleneck adapter h + up(act(down(h))); `pfeiffer` after the FFN, `houlsby` also after attention,
+    `parallel` beside the FFN (input: the FFN input, output added to the FFN output)."""
+
+    method: Literal["adapter"] = "adapter"
+    bottleneck: StrictInt | None = Field(None, description="bottleneck width; or give reduction_factor")
+    reduction_factor: float | None = None
+    placement: Literal["pfeiffer", "houlsby", "parallel"] = "pfeiffer"
+    activation: Literal["relu", "gelu", "tanh", "swish"] = "relu"
+    gated: StrictBool = False
+
+    @model_validator(mode="after")
+    def _size(self):
+        if self.bottleneck is not None and self.reduction_factor is not None:
+            raise ValueError("give either bottleneck or reduction_factor, not both")
+        if self.bottleneck is not None and self.bottleneck <= 0:
+            raise ValueError("bottleneck must be > 0")
+        if self.reduction_factor is not None and self.reduction_factor <= 0:
+            raise ValueError("reduction_factor must be > 0")
+        return self
+
+    def width(self, hidden: int) -> int | None:
+        if self.bottleneck is not None:
+            return self.bottleneck
+        if self.reduction_factor is not None:
+            return max(1, int(hidden // self.reduction_factor))
+        return None
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "swish": nn.SiLU}
 
@@ -36,8 +66,20 @@ def placements(strategy: Adapter) -> tuple[str, ...]:
     return {"pfeiffer": ("ffn_out",), "houlsby": ("o", "ffn_out"), "parallel": ("ffn_out",)}[strategy.placement]
 
 
-class AdapterMethod:
-    name = "adapter"
+class AdapterMethod(Method):
+    name, schema, stage = "adapter", Adapter, Stage.INSERT
+    size_field, letter = "bottleneck", "A"
+    in_default_space = True
+    search_options = {"placement": "pfeiffer"}
+
+    def size_options(self) -> tuple[str, ...]:
+        return ("bottleneck", "reduction_factor")
+
+    def size(self, strategy: Adapter):
+        return strategy.bottleneck or strategy.reduction_factor
+
+    def resized(self, strategy: Adapter, size: int | None) -> Adapter:
+        return strategy.model_copy(update={"bottleneck": size, "reduction_factor": None})
 
     def build(self, strategy: Adapter, layers: list[Layer], ctx: BuildContext) -> nn.Module:
         width = strategy.width(ctx.hidden)

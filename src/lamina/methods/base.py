@@ -1,19 +1,116 @@
-"""What every method shares: the per-model runtime state, hook bookkeeping, and the UniPELT gate.
+"""The method unit: everything lamina knows about a PEFT method, declared in one place.
+
+A method is one file under `lamina/methods/` holding its strategy schema (a `Strategy` subclass: the
+YAML/CLI name and options) and a `Method` subclass (how it builds, attaches, sizes, merges, saves,
+reports gates, and maps to the PEFT format), plus one `register(...)` line in `methods/__init__.py`.
+Every other module asks the registry; none names a method.
 
 Every method is a *delta* that lives in its own modules and reaches the model through forward hooks
 (OpenDelta's three moves: unfreeze-as-delta, wrap, insert). The base model's tensors are never
-written, so frozen weights stay bit-identical, several named adapters can sit on one model, and
-disabling them gives the base model's outputs back exactly.
+written (until an explicit merge), so frozen weights stay bit-identical, several named adapters can
+sit on one model, and disabling them gives the base model's outputs back exactly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, ClassVar, Iterator
 
 import torch
+from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from lamina.arch import Layer, ModelMap, Site, in_out
+from lamina.errors import DesignError
+
+
+class Strategy(BaseModel):
+    """Base of every method's schema: strict (unknown keys fail), frozen, `method` names the method."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    method: str
+
+
+class Stage(IntEnum):
+    """Where a method's hooks sit relative to others on the same module (hooks run in registration
+    order). The rule: a change to a projection's weight first, then additive output deltas, then
+    rescalings of the output (so they scale everything before them, exactly as the merged weights do),
+    then inserts that read the output (so an insert sees the same input whether the deltas before it
+    run as hooks or are merged)."""
+
+    WEIGHT = 0  # LoRA, DoRA: a delta on the projection's weight
+    BIAS = 1  # BitFit, LayerNorm tuning: additive deltas on outputs / affine parameters
+    SCALE = 2  # IA3: multiplies an output by a learned vector
+    INSERT = 3  # adapters, prefix: new computation that reads a module's output
+
+
+class Method:
+    """Base implementation; a method overrides what differs. Class attributes are its declaration."""
+
+    name: ClassVar[str]  # the YAML/CLI name (= the schema's `method` literal)
+    schema: ClassVar[type[Strategy]]
+    stage: ClassVar[Stage] = Stage.INSERT
+    size_field: ClassVar[str | None] = None  # the integer size the budget solver picks (None: fixed cost)
+    letter: ClassVar[str | None] = None  # one-letter label for the design-space search (None: not searched)
+    in_default_space: ClassVar[bool] = False  # offered by the default search space (the paper's A, P, B, L)
+    search_options: ClassVar[dict] = {}  # the options a search builds it with (sizes come from the budget)
+    peft: ClassVar[Any] = None  # a PEFT-format codec (see lamina.peft_format), or None
+
+    # --- schema and size -------------------------------------------------------------------------
+    def parse(self, data: dict) -> Strategy:
+        return self.schema.model_validate(data)
+
+    def size(self, strategy: Strategy) -> int | float | None:
+        """The strategy's size, or None when the budget solver must pick it (0 for unsized methods)."""
+        return getattr(strategy, self.size_field) if self.size_field else 0
+
+    def size_options(self) -> tuple[str, ...]:
+        """Options that set the size (a search space may not fix them: the budget does)."""
+        return (self.size_field,) if self.size_field else ()
+
+    def resized(self, strategy: Strategy, size: int | None) -> Strategy:
+        """The strategy at integer `size` (None: left to the budget solver)."""
+        return strategy.model_copy(update={self.size_field: size}) if self.size_field else strategy
+
+    def check(self, strategy: Strategy, mmap: ModelMap, where: str) -> None:
+        """Fail on options this model cannot honour. Default: `targets` must be projections it has."""
+        known = mmap.known_targets()
+        for t in getattr(strategy, "targets", ()):
+            if t not in known:
+                raise DesignError(f"{where}.targets: unknown target '{t}' (this model has: {', '.join(sorted(known))})")
+
+    # --- build, attach, merge --------------------------------------------------------------------
+    def build(self, strategy: Strategy, layers: list[Layer], ctx: "BuildContext") -> nn.Module:
+        raise NotImplementedError
+
+    def attach(self, module: nn.Module, strategy: Strategy, layers: list[Layer], ctx: "BuildContext") -> None:
+        raise NotImplementedError
+
+    def merge(self, module: nn.Module, strategy: Strategy, layers: list[Layer], ctx: "BuildContext", undo: bool) -> str | None:
+        """Fold into the base weights (or undo it); return None, or why this part cannot be merged."""
+        return f"{self.name} (not mergeable)"
+
+    # --- what a save keeps, what reports read ----------------------------------------------------
+    def stored_strategy(self, strategy: Strategy) -> Strategy:
+        """The strategy a saved adapter is rebuilt with (prefix: without its training-only MLP)."""
+        return strategy
+
+    def stored_tensors(self, module: nn.Module) -> dict[str, torch.Tensor]:
+        """What a save writes, named relative to the module (default: every tensor it trains)."""
+        return {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+
+    def stored_count(self, module: nn.Module, strategy: Strategy) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    def gates(self, module: nn.Module) -> Iterator[tuple[int, "Gate"]]:
+        """(layer index, gate) pairs. Default: the module is keyed by layer index, gates inside."""
+        if isinstance(module, nn.ModuleDict):
+            for key, per_layer in module.items():
+                if key.isdigit():
+                    for sub in per_layer.modules():
+                        if isinstance(sub, Gate):
+                            yield int(key), sub
 
 
 @dataclass
@@ -28,6 +125,10 @@ class Runtime:
 
     def is_active(self, name: str) -> bool:
         return name in self.active
+
+    @property
+    def active_name(self) -> str | None:
+        return self.active[0] if self.active else None
 
 
 @dataclass
@@ -101,6 +202,10 @@ class Gate(nn.Module):
 
     def reset(self) -> None:
         self.total, self.count, self.last = 0.0, 0, None
+
+
+def layer_dtype(layer: Layer) -> torch.dtype:
+    return next(layer.block.parameters()).dtype
 
 
 def first_tensor(args, kwargs, name: str = "hidden_states") -> torch.Tensor:

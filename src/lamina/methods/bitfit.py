@@ -4,13 +4,20 @@ as biases under `which: all`."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
 from lamina.arch import Layer
-from lamina.design import BitFit
-from lamina.methods.base import BuildContext, add_to_slice, fold
-from lamina.methods.lora import layer_dtype
+from lamina.methods.base import BuildContext, Method, Stage, Strategy, add_to_slice, fold, layer_dtype
+
+
+class BitFit(Strategy):
+    """Train bias terms only (as deltas, so the base stays intact and they merge back into the biases)."""
+
+    method: Literal["bitfit"] = "bitfit"
+    which: Literal["all", "attention", "query_value"] = "all"
 
 
 def bitfit_sites(strategy: BitFit, layer: Layer, ctx: BuildContext):
@@ -20,8 +27,11 @@ def bitfit_sites(strategy: BitFit, layer: Layer, ctx: BuildContext):
     return [site for t in targets for site in ctx.mmap.sites(layer, t)]
 
 
-class BitFitMethod:
-    name = "bitfit"
+class BitFitMethod(Method):
+    name, schema, stage = "bitfit", BitFit, Stage.BIAS
+    letter = "B"
+    in_default_space = True
+    search_options = {"which": "all"}
 
     def build(self, strategy: BitFit, layers: list[Layer], ctx: BuildContext) -> nn.Module:
         per_layer = nn.ModuleDict()

@@ -3,12 +3,19 @@ out + dγ·n(x) + dβ, where n(x) is the normalised input. Works for LayerNorm a
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
 from lamina.arch import Layer
-from lamina.design import LayerNormTuning
-from lamina.methods.base import BuildContext, fold
+from lamina.methods.base import BuildContext, Method, Stage, Strategy, fold
+
+
+class LayerNormTuning(Strategy):
+    """Train the LayerNorm/RMSNorm scales (and shifts, where the norm has them) as deltas."""
+
+    method: Literal["ln"] = "ln"
 
 
 def normalised(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -20,8 +27,8 @@ def normalised(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 
 
-class LayerNormMethod:
-    name = "ln"
+class LayerNormMethod(Method):
+    name, schema, stage = "ln", LayerNormTuning, Stage.BIAS
 
     def build(self, strategy: LayerNormTuning, layers: list[Layer], ctx: BuildContext) -> nn.Module:
         per_layer = nn.ModuleDict()

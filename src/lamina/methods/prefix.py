@@ -13,14 +13,32 @@ from __future__ import annotations
 import copy
 import sys
 
+from typing import Iterator, Literal
+
 import torch
+from pydantic import StrictBool, StrictInt, field_validator
 from torch import nn
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
 from lamina.arch import Layer
-from lamina.design import DesignError, Prefix
-from lamina.methods.base import BuildContext, Gate, first_tensor
-from lamina.methods.lora import layer_dtype
+from lamina.errors import DesignError
+from lamina.methods.base import BuildContext, Gate, Method, Stage, Strategy, first_tensor, layer_dtype
+
+
+class Prefix(Strategy):
+    """Learned per-layer keys/values of `length` positions that every query can attend to.
+    `mlp` = width of the re-parameterisation MLP used while training (dropped at save)."""
+
+    method: Literal["prefix"] = "prefix"
+    length: StrictInt | None = 10
+    mlp: StrictInt | None = None
+    gated: StrictBool = False
+
+    @field_validator("length", "mlp")
+    @classmethod
+    def _positive(cls, value):
+        if value is not None and value <= 0:
+            raise ValueError("must be > 0")
+        return value
 
 IMPL = "lamina_prefix"
 
@@ -59,8 +77,36 @@ class PrefixGroup(nn.Module):
             self._cache = None
 
 
-class PrefixMethod:
-    name = "prefix"
+class PrefixMethod(Method):
+    name, schema, stage = "prefix", Prefix, Stage.INSERT
+    size_field, letter = "length", "P"
+    in_default_space = True
+
+    def stored_strategy(self, strategy: Prefix) -> Prefix:
+        return strategy.model_copy(update={"mlp": None}) if strategy.mlp else strategy
+
+    def stored_tensors(self, module: "PrefixGroup") -> dict[str, torch.Tensor]:
+        """The MLP collapsed to the keys/values it produces (computed without touching the live module)."""
+        tensors = super().stored_tensors(module)
+        if not hasattr(module, "mlp"):
+            return tensors
+        tensors = {k: v for k, v in tensors.items() if k != "embedding" and not k.startswith("mlp.")}
+        cache = module._cache
+        try:
+            with torch.no_grad():
+                tensors["kv"] = module.all_kv(-1).detach().clone().contiguous()
+        finally:
+            module._cache = cache
+        return tensors
+
+    def stored_count(self, module: "PrefixGroup", strategy: Prefix) -> int:
+        gates = sum(p.numel() for p in module.gates.parameters()) if module.gates is not None else 0
+        return module.num_layers * 2 * module.length * module.kv_dim + gates
+
+    def gates(self, module: "PrefixGroup") -> Iterator[tuple[int, Gate]]:
+        if module.gates is not None:
+            for key, gate in module.gates.items():
+                yield int(key), gate
 
     def build(self, strategy: Prefix, layers: list[Layer], ctx: BuildContext) -> nn.Module:
         if not ctx.mmap.family.prefix_supported:
@@ -70,6 +116,7 @@ class PrefixMethod:
         return group.to(dtype=layer_dtype(layers[0]))
 
     def attach(self, module: PrefixGroup, strategy: Prefix, layers: list[Layer], ctx: BuildContext) -> None:
+        register_attention()
         for pos, layer in enumerate(layers):
             attention = layer.block.get_submodule(ctx.mmap.family.attention[0])
             gate = module.gates[str(layer.index)] if module.gates is not None else None
@@ -116,6 +163,8 @@ def install(attention: nn.Module, ctx: BuildContext, group: PrefixGroup, pos: in
 
 
 def _base_function(module: nn.Module, impl: str):
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
     if impl == "eager":
         return sys.modules[type(module).__module__].eager_attention_forward
     return ALL_ATTENTION_FUNCTIONS[impl]
@@ -164,4 +213,10 @@ def _widen_mask(mask, extra: int, query, key, module, impl: str, kwargs):
     return torch.cat([pad, mask], dim=-1)
 
 
-AttentionInterface.register(IMPL, prefix_attention)
+def register_attention() -> None:
+    """Make `lamina_prefix` a transformers attention implementation (once; transformers is imported
+    here, not at lamina's import, so designs and the CLI stay light)."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
+
+    if IMPL not in ALL_ATTENTION_FUNCTIONS:
+        AttentionInterface.register(IMPL, prefix_attention)

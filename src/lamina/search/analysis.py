@@ -27,7 +27,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from lamina.search.space import SIZED, STRATEGIES, LETTER, Point, SearchSpace, choice_label
+from lamina.search.space import Point, SearchSpace, choice_label, is_sized, letter_of, strategy_order
 
 TIE = 1e-9
 
@@ -106,7 +106,7 @@ def marginal_stats(component: str, rows: list[Row], space: SearchSpace, fixed: d
         for s in space.strategies.choices:
             with_ = [r for r in considered if s in r.point.strategies[g - 1]]
             without = [r for r in considered if s not in r.point.strategies[g - 1]]
-            table.append(_item(f"G{g}:{LETTER[s]}", g, s, with_, without))
+            table.append(_item(f"G{g}:{letter_of(s)}", g, s, with_, without))
     return table
 
 
@@ -153,16 +153,16 @@ def decide(component: str, rows: list[Row], space: SearchSpace, fixed: dict) -> 
             if candidates:
                 best = max(candidates, key=lambda row: row["difference"])
                 subsets[g] = [best["strategy"]]
-                notes.append(f"G{g}: no strategy kept on its own; {LETTER[best['strategy']]} (largest difference) kept")
-    if not any(set(subsets[g]) & set(SIZED) for g in tuned):
-        sized = [row for row in table if row["group"] in tuned and row["strategy"] in SIZED]
+                notes.append(f"G{g}: no strategy kept on its own; {letter_of(best['strategy'])} (largest difference) kept")
+    if not any(is_sized(m) for g in tuned for m in subsets[g]):
+        sized = [row for row in table if row["group"] in tuned and is_sized(row["strategy"])]
         if sized:
             best = max(sized, key=lambda row: row["difference"])
             subsets[best["group"]].append(best["strategy"])
             notes.append(f"no sized strategy kept; {best['item']} added so the budget can be met")
     for row in table:
         row["winner"] = row["keep"] if row["strategy"] is None else row["strategy"] in subsets.get(row["group"], [])
-    value = tuple(tuple(s for s in STRATEGIES if s in subsets.get(g, [])) for g in range(1, space.groups + 1))
+    value = tuple(tuple(s for s in strategy_order() if s in subsets.get(g, [])) for g in range(1, space.groups + 1))
     return value, table, notes
 
 

@@ -5,7 +5,8 @@ A `SearchSpace` (loaded from YAML) lists the choices of each component:
 - **grouping**: how the L layers are split into K consecutive groups (`design.PATTERNS`);
 - **allocation**: how the budget is spread over the tuned layers (`Budget.allocation`);
 - **tunable**: which groups train (a non-empty subset; layers of the other groups stay frozen);
-- **strategies**: per tuned group, a non-empty subset of adapter (A), prefix (P), bitfit (B), lora (L).
+- **strategies**: per tuned group, a non-empty subset of the searchable methods (those with a search
+  letter in the method registry; the paper's space: adapter A, prefix P, bitfit B, lora L).
 
 A `Point` fixes one choice per component; `SearchSpace.design(point, num_layers)` turns it into an
 ordinary `Design` whose sized strategies have size=None and whose `Budget` is the space's budget, so the
@@ -31,15 +32,30 @@ from typing import Callable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lamina.design import PATTERNS, Adapter, BitFit, Budget, Design, Group, LoRA, Prefix, split_layers
+from lamina.design import PATTERNS, Budget, Design, Group, split_layers
 from lamina.errors import LaminaError
+from lamina.methods import METHODS, searchable
 
 COMPONENTS = ("grouping", "allocation", "tunable", "strategies")
-STRATEGIES = ("adapter", "prefix", "bitfit", "lora")
-LETTER = {"adapter": "A", "prefix": "P", "bitfit": "B", "lora": "L"}
-METHOD = {v: k for k, v in LETTER.items()}
-SIZED = ("adapter", "prefix", "lora")  # bitfit has no size: a design needs one of these to meet a budget
 ALLOCATIONS = ("increasing", "uniform", "decreasing")
+
+
+def strategy_order() -> tuple[str, ...]:
+    """Every method the search may assign, in registry order (the order labels list them in)."""
+    return tuple(m.name for m in searchable())
+
+
+def letter_of(method: str) -> str:
+    return METHODS[method].letter
+
+
+def is_sized(method: str) -> bool:
+    """A design needs a sized method (one the budget solver sizes) to meet a budget."""
+    return METHODS[method].size_field is not None
+
+
+def default_choices() -> tuple[str, ...]:
+    return tuple(m.name for m in searchable() if m.in_default_space)
 
 
 class SpaceError(LaminaError):
@@ -60,32 +76,56 @@ class TunableSpec(_Strict):
 
 
 class StrategySpec(_Strict):
-    """The strategies a group may get (each group: a non-empty subset) and their fixed options.
-    Sizes are never given here: the budget solver sets them."""
+    """The strategies a group may get (each group: a non-empty subset) and their fixed options, written
+    per method (`lora: {targets: [q, v]}`; each method's `search_options` are the defaults). Sizes are
+    never given here: the budget solver sets them."""
 
-    choices: tuple[Literal["adapter", "prefix", "bitfit", "lora"], ...] = STRATEGIES
-    lora: dict = Field(default_factory=lambda: {"targets": ["q", "v"]})
-    adapter: dict = Field(default_factory=lambda: {"placement": "pfeiffer"})
-    prefix: dict = Field(default_factory=dict)
-    bitfit: dict = Field(default_factory=lambda: {"which": "all"})
+    choices: tuple[str, ...] = Field(default_factory=default_choices)
+    options: dict[str, dict] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather(cls, data):
+        """Per-method keys go into `options`, every searchable method's defaults filled in."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        given = dict(data.pop("options", None) or {})
+        for name in list(data):
+            if name not in ("choices",):
+                if name not in METHODS or not METHODS[name].letter:
+                    raise ValueError(f"'{name}' is not a method the search can assign (searchable: {', '.join(strategy_order())})")
+                given[name] = data.pop(name)
+        for name, value in given.items():
+            if not isinstance(value, dict):
+                raise ValueError(f"{name}: options must be a mapping, not {type(value).__name__}")
+        data["options"] = {m: {**METHODS[m].search_options, **given.get(m, {})} for m in strategy_order()}
+        return data
 
     @field_validator("choices")
     @classmethod
     def _choices(cls, value):
         if not value or len(set(value)) != len(value):
             raise ValueError("must list at least one strategy, each once")
-        if not set(value) & set(SIZED):
-            raise ValueError("needs at least one sized strategy (adapter, prefix or lora) to meet a budget")
+        unknown = [m for m in value if m not in strategy_order()]
+        if unknown:
+            raise ValueError(f"'{unknown[0]}' is not a method the search can assign (searchable: {', '.join(strategy_order())})")
+        if not any(is_sized(m) for m in value):
+            sized = ", ".join(m for m in strategy_order() if is_sized(m))
+            raise ValueError(f"needs at least one sized strategy ({sized}) to meet a budget")
         return value
 
     @model_validator(mode="after")
     def _options(self):
-        for method, forbidden in (("lora", "r"), ("adapter", "bottleneck"), ("adapter", "reduction_factor"), ("prefix", "length")):
-            if forbidden in getattr(self, method):
-                raise ValueError(f"{method}.{forbidden}: sizes come from the budget; leave it out")
-        for method in STRATEGIES:  # the options must build a valid strategy
-            _strategy(method, getattr(self, method))
+        for method, options in self.options.items():
+            for forbidden in METHODS[method].size_options():
+                if forbidden in options:
+                    raise ValueError(f"{method}.{forbidden}: sizes come from the budget; leave it out")
+            _strategy(method, options)  # the options must build a valid strategy
         return self
+
+    def of(self, method: str) -> dict:
+        return self.options[method]
 
 
 class SearchSpace(_Strict):
@@ -205,7 +245,7 @@ class SearchSpace(_Strict):
         for g in point.tunable:
             first, last = bounds[g - 1]
             methods = point.strategies[g - 1]
-            strategies = tuple(_strategy(m, getattr(self.strategies, m)) for m in STRATEGIES if m in methods)
+            strategies = tuple(_strategy(m, self.strategies.of(m)) for m in strategy_order() if m in methods)
             groups.append(Group(first=first, last=last, strategies=strategies))
         return Design(name=name or point.label(), groups=tuple(groups), train_head=self.train_head,
                       budget=Budget(target=self.budget, allocation=point.allocation))
@@ -255,10 +295,10 @@ class Point:
 
     def __post_init__(self):
         object.__setattr__(self, "tunable", tuple(sorted(self.tunable)))
-        object.__setattr__(self, "strategies", tuple(tuple(m for m in STRATEGIES if m in s) for s in self.strategies))
+        object.__setattr__(self, "strategies", tuple(tuple(m for m in strategy_order() if m in s) for s in self.strategies))
 
     def trains_sized(self) -> bool:
-        return any(set(self.strategies[g - 1]) & set(SIZED) for g in self.tunable)
+        return any(is_sized(m) for g in self.tunable for m in self.strategies[g - 1])
 
     def label(self) -> str:
         groups = " ".join(f"G{g}({subset_label(self.strategies[g - 1])})" for g in self.tunable)
@@ -279,7 +319,7 @@ class Point:
 
 def subset_label(methods) -> str:
     """('adapter', 'lora') -> 'A+L' (the paper's letters)."""
-    return "+".join(LETTER[m] for m in STRATEGIES if m in methods) or "-"
+    return "+".join(letter_of(m) for m in strategy_order() if m in methods) or "-"
 
 
 def choice_label(component: str, value) -> str:
@@ -291,11 +331,10 @@ def choice_label(component: str, value) -> str:
 
 
 def _strategy(method: str, options: dict):
-    cls = {"adapter": Adapter, "prefix": Prefix, "bitfit": BitFit, "lora": LoRA}[method]
-    size = {"adapter": {"bottleneck": None, "reduction_factor": None}, "prefix": {"length": None},
-            "lora": {"r": None}, "bitfit": {}}[method]
+    """The method's strategy with these options, its size left to the budget solver."""
+    spec = METHODS[method]
     try:
-        return cls(**{**options, **size})
+        return spec.resized(spec.parse({**options, "method": method}), None)
     except (ValidationError, TypeError) as err:
         detail = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
         raise ValueError(f"{method}: {detail.replace('Value error, ', '')}") from None

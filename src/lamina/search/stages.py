@@ -122,8 +122,7 @@ class Search:
     # --- the model, as far as sampling needs it (meta device: shapes only) -----------------------
     def _model_info(self):
         if self._meta is None:
-            from lamina.arch import map_model
-            from lamina.cli.params import config_from, meta_model
+            from lamina.arch import config_from, map_model, meta_model
             from lamina.evaluate import resolve_task
 
             spec, _ = resolve_task(self.config.tasks[0], self.config.data_for(0))

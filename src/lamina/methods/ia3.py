@@ -1,0 +1,124 @@
+"""IA³ (Liu et al. 2022, "Few-Shot Parameter-Efficient Fine-Tuning is Better and Cheaper than In-Context
+Learning"): learned vectors that rescale activations. On a projection target (k, v, any of q/k/v/o/
+ffn_in/ffn_out or a module name) the projection's output is multiplied by l_out; the target `ffn` is the
+FFN's inner activation, i.e. the input of the FFN's output projection is multiplied by l_ff. Vectors
+start at one (the model is unchanged at init) and merge exactly: W·diag(l) for inputs, diag(l)·W (and
+l·b) for outputs. On a bert-base config, k+v+ffn is 12 × (768 + 768 + 3072) = 55,296 parameters."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import field_validator
+from torch import nn
+
+from lamina.arch import Layer, in_out
+from lamina.errors import DesignError
+from lamina.methods.base import BuildContext, Method, Stage, Strategy, fold, layer_dtype
+
+FFN = "ffn"  # the FFN's inner activation (= the input of ffn_out)
+
+
+class IA3(Strategy):
+    """Learned rescaling vectors on projection outputs, and on the FFN's inner activation (`ffn`)."""
+
+    method: Literal["ia3"] = "ia3"
+    targets: tuple[str, ...] = ("k", "v", FFN)
+
+    @field_validator("targets")
+    @classmethod
+    def _non_empty(cls, value):
+        if not value or len(set(value)) != len(value):
+            raise ValueError("targets must name at least one activation, each once")
+        return value
+
+
+def scaled_sites(strategy: IA3, layer: Layer, ctx: BuildContext):
+    """(site, scales_input) for every scaled place of one layer."""
+    for target in strategy.targets:
+        if target == FFN:
+            yield from ((site, True) for site in ctx.mmap.sites(layer, "ffn_out"))
+        else:
+            yield from ((site, False) for site in ctx.mmap.sites(layer, target))
+
+
+def _key(site, scales_input: bool) -> str:
+    return f"{site.key}-in" if scales_input else site.key
+
+
+class IA3Method(Method):
+    name, schema, stage = "ia3", IA3, Stage.SCALE
+    letter = "I"
+
+    def check(self, strategy: IA3, mmap, where: str) -> None:
+        known = mmap.known_targets() | {FFN}
+        for t in strategy.targets:
+            if t not in known:
+                raise DesignError(f"{where}.targets: unknown target '{t}' (this model has: {', '.join(sorted(known))})")
+
+    def build(self, strategy: IA3, layers: list[Layer], ctx: BuildContext) -> nn.Module:
+        per_layer = nn.ModuleDict()
+        for layer in layers:
+            vectors = nn.ParameterDict()
+            for site, scales_input in scaled_sites(strategy, layer, ctx):
+                width = in_out(ctx.projection(layer, site))[0] if scales_input else ctx.out_width(layer, site)
+                vectors[_key(site, scales_input)] = nn.Parameter(torch.ones(width, dtype=layer_dtype(layer)))
+            per_layer[str(layer.index)] = vectors
+        return per_layer
+
+    def attach(self, module: nn.Module, strategy: IA3, layers: list[Layer], ctx: BuildContext) -> None:
+        for layer in layers:
+            vectors = module[str(layer.index)]
+            for site, scales_input in scaled_sites(strategy, layer, ctx):
+                vector = vectors[_key(site, scales_input)]
+                hook = _input_hook(vector, module, ctx) if scales_input else _output_hook(vector, site, module, ctx)
+                ctx.hook(ctx.projection(layer, site), hook, pre=scales_input)
+
+    def merge(self, module: nn.Module, strategy: IA3, layers: list[Layer], ctx: BuildContext, undo: bool) -> str | None:
+        for layer in layers:
+            vectors = module[str(layer.index)]
+            for site, scales_input in scaled_sites(strategy, layer, ctx):
+                proj = ctx.projection(layer, site)
+                vector = vectors[_key(site, scales_input)].detach()
+                conv1d = not isinstance(proj, nn.Linear)  # GPT-2 Conv1D stores [in, out]
+                weight = proj.weight.data
+                key = f"{layer.index}.{_key(site, scales_input)}"
+                if scales_input:  # W·diag(l): scale the input columns
+                    factor = (vector - 1).unsqueeze(1) if conv1d else (vector - 1).unsqueeze(0)
+                    fold(module, key + ".w", weight, weight * factor, undo)
+                    continue
+                sl = site.out_slice(weight.shape[1] if conv1d else weight.shape[0])
+                view = weight[:, sl] if conv1d else weight[sl, :]
+                factor = (vector - 1).unsqueeze(0) if conv1d else (vector - 1).unsqueeze(1)
+                fold(module, key + ".w", view, view * factor, undo)
+                if getattr(proj, "bias", None) is not None:
+                    bias = proj.bias.data[sl]
+                    fold(module, key + ".b", bias, bias * (vector - 1), undo)
+        return None
+
+
+def _output_hook(vector: nn.Parameter, site, owner: nn.Module, ctx: BuildContext):
+    runtime, name = ctx.runtime, ctx.name
+
+    def forward_hook(_module, _args, out):
+        if getattr(owner, "merged", False) or not runtime.is_active(name):
+            return out
+        if site.parts == 1:
+            return out * vector
+        sl = site.out_slice(out.shape[-1])
+        ones = torch.ones(out.shape[-1], dtype=vector.dtype, device=vector.device)
+        return out * torch.cat([ones[: sl.start], vector, ones[sl.stop:]])
+
+    return forward_hook
+
+
+def _input_hook(vector: nn.Parameter, owner: nn.Module, ctx: BuildContext):
+    runtime, name = ctx.runtime, ctx.name
+
+    def pre_hook(_module, args):
+        if getattr(owner, "merged", False) or not runtime.is_active(name):
+            return None
+        return (args[0] * vector, *args[1:])
+
+    return pre_hook
