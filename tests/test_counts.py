@@ -34,6 +34,12 @@ def rows(report):
         ("bitfit:which=query_value", "bitfit", L * 2 * H, L * 2 * H),
         ("ln", "ln", L * 2 * 2 * H, L * 2 * 2 * H),
         ("prompt:length=20", "prompt", 20 * H, 20 * H),
+        # IA3: vectors on keys, values and the FFN's inner activation: 12 x (768 + 768 + 3072) = 55,296
+        ("ia3", "ia3", L * (H + H + FFN), L * (H + H + FFN)),
+        ("ia3:targets=q+o", "ia3", L * 2 * H, L * 2 * H),
+        # DoRA: LoRA plus one magnitude per output feature of each adapted projection: 294,912 + 18,432
+        ("dora:r=8,targets=q+v", "lora", L * 2 * (8 * (H + H) + H), L * 2 * (8 * (H + H) + H)),
+        ("rslora:r=8,targets=q+v", "lora", 294_912, 294_912),  # a different scale, the same tensors
     ],
 )
 def test_method_counts_bert_base(bert_base, preset, method, trainable, stored):
@@ -84,3 +90,10 @@ def test_gpt2_and_llama_counts():
     kv = 4096 // 32 * 8  # 1024: grouped-query attention shrinks k/v
     assert rows(lamina.apply(llama, "lora:r=16,targets=q+v", dry_run=True))["lora"][0] == 32 * 16 * ((4096 + 4096) + (4096 + kv))
     assert rows(lamina.apply(llama, "prefix:length=10", dry_run=True))["prefix"][1] == 32 * 2 * 10 * kv
+    assert rows(lamina.apply(llama, "ia3", dry_run=True))["ia3"][0] == 32 * (kv + kv + 11008)  # 417,792
+    assert rows(lamina.apply(gpt2, "ia3", dry_run=True))["ia3"][0] == 55_296  # k, v: slices of c_attn
+    assert rows(lamina.apply(gpt2, "dora:r=8,targets=q+v", dry_run=True))["lora"][0] == 294_912 + 12 * 2 * 768
+
+
+def test_design_md_ia3_number(bert_base):
+    assert rows(lamina.apply(bert_base, "ia3", dry_run=True))["ia3"][0] == 55_296

@@ -12,9 +12,11 @@ PRESETS = [
     "lora", "lora:targets=q+k+v+o+ffn_in+ffn_out,r=2", "bitfit", "bitfit:which=attention", "bitfit:which=query_value",
     "adapter:bottleneck=8", "adapter-houlsby:bottleneck=8", "adapter-parallel:bottleneck=8", "prefix", "prefix:mlp=16", "prompt:length=3", "ln",
     "unipelt:prefix_mlp=16", "unipelt-prompt:prefix_mlp=16,prompt_length=3", "spafit:n1=1,n2=2", "s4:budget=30%",
+    "ia3", "ia3:targets=q+o+ffn_in", "dora:r=2,targets=q+v+ffn_out", "rslora:r=4",
 ]
 UNCHANGED_AT_INIT = {"lora", "lora:targets=q+k+v+o+ffn_in+ffn_out,r=2", "bitfit", "bitfit:which=attention",
-                     "bitfit:which=query_value", "adapter:bottleneck=8", "adapter-houlsby:bottleneck=8", "adapter-parallel:bottleneck=8", "ln", "spafit:n1=1,n2=2"}
+                     "bitfit:which=query_value", "adapter:bottleneck=8", "adapter-houlsby:bottleneck=8", "adapter-parallel:bottleneck=8", "ln", "spafit:n1=1,n2=2",
+                     "ia3", "ia3:targets=q+o+ffn_in", "dora:r=2,targets=q+v+ffn_out", "rslora:r=4"}
 NEEDS_PREFIX = ("prefix", "unipelt", "s4")
 
 

@@ -22,7 +22,7 @@ class _Strict(BaseModel):
 
 
 def parse_strategy(item, where: str = "strategy") -> Strategy:
-    """A strategy from its schema object, a name (`"bitfit"`), `{name: {options}}` or
+    """A strategy from its schema object, a bare method name, `{name: {options}}` or
     `{"method": name, ...options}`, checked by the registered method's own schema."""
     if isinstance(item, Strategy):
         return item

@@ -26,7 +26,7 @@ def _remaining(design: Design, keep: dict[int, list], tensors: dict) -> tuple[De
             out.update({f"groups.{new}.{s.method}." + k[len(old_prefix):]: v for k, v in tensors.items() if k.startswith(old_prefix)})
     if design.prompt is not None:
         out.update({k: v for k, v in tensors.items() if k.startswith("prompt.")})
-    name = f"{design.name or 'adapter'}-unmerged"
+    name = f"{design.name or 'design'}-unmerged"
     return design.model_copy(update={"groups": tuple(groups), "train_head": False, "budget": None, "name": name}), out
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lamina.cli import command
+from lamina.cli.app import command
 
 
 def _quiet() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import typer
 
-from lamina.cli import command
+from lamina.cli.app import command
 from lamina.errors import LaminaError
 
 DEMO = dict(design="spafit:n1=2,n2=4", lr=5e-3, epochs=3, batch_size=32, max_length=64, seed=42)

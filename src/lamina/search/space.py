@@ -318,7 +318,7 @@ class Point:
 
 
 def subset_label(methods) -> str:
-    """('adapter', 'lora') -> 'A+L' (the paper's letters)."""
+    """The methods' search letters in registry order, e.g. 'A+L' (the paper's letters)."""
     return "+".join(letter_of(m) for m in strategy_order() if m in methods) or "-"
 
 
