@@ -315,8 +315,12 @@ class Store:
             self.render(self.data)
 
 
-def run_jobs(jobs: list[dict], store: Store, n_parallel: int, work_dir: Path, log=print) -> list[str]:
-    """Run jobs (each in a fresh `python bench_quality.py --_worker` process), `n_parallel` at a time."""
+def run_jobs(jobs: list[dict], store: Store, n_parallel: int, work_dir: Path, log=print, script: Path | None = None,
+             runner=None) -> list[str]:
+    """Run jobs (each in a fresh `python <script> --_worker` process; default: this file, whose worker is
+    `run_one`), `n_parallel` at a time; `runner` is the in-process worker for `n_parallel=0` (default `run_one`)."""
+    script = Path(script or __file__).resolve()
+    runner = runner or run_one
     failures: list[str] = []
     todo = [j for j in jobs if row_key(j) not in store.done]
     log(f"{len(jobs) - len(todo)} of {len(jobs)} rows already done; {len(todo)} to run, {n_parallel} at a time")
@@ -333,7 +337,7 @@ def run_jobs(jobs: list[dict], store: Store, n_parallel: int, work_dir: Path, lo
             env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error",
                    "OMP_NUM_THREADS": str(job["threads"]), "MKL_NUM_THREADS": str(job["threads"]),
                    "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
-            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_worker", str(spec)],
+            proc = subprocess.run([sys.executable, str(script), "--_worker", str(spec)],
                                   stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
         if proc.returncode != 0 or not Path(job["row_file"]).is_file():
             return job, None, time.time() - t0
@@ -345,7 +349,7 @@ def run_jobs(jobs: list[dict], store: Store, n_parallel: int, work_dir: Path, lo
         threads = torch.get_num_threads()
         try:
             for n, job in enumerate(todo, 1):
-                row = run_one(job)
+                row = runner(job)
                 store.add(row)
                 log(f"[{n}/{len(todo)}] {row_key(job)}: {row['main_metric']} {row['main_score']:.4f} (in-process)")
         finally:

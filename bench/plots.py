@@ -48,7 +48,7 @@ def _by(rows: list[dict], *keys) -> dict:
 # -------------------------------------------------------------------------------- score vs parameters
 
 
-def plot_quality_vs_params(quality: dict, path: Path) -> Path:
+def plot_quality_vs_params(quality: dict, path: Path, xlabel: str = "trainable parameters (log)") -> Path:
     plt = _plt()
     p = quality["meta"]["protocol"]
     tasks = [t for t in p["tasks"] if any(r["task"] == t for r in quality["rows"])]
@@ -71,7 +71,7 @@ def plot_quality_vs_params(quality: dict, path: Path) -> Path:
         if floor:
             ax.axhline(100 * floor, color="grey", linestyle=":", linewidth=1, label="majority label")
         ax.set_xscale("log")
-        ax.set_xlabel("trainable parameters (log)")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{bq.TASK_TITLE.get(task, task)} {bq.METRIC_NOTE.get(task, '')} (x100)")
         ax.set_title(bq.TASK_TITLE.get(task, task))
         ax.grid(True, which="both", alpha=0.3)
