@@ -169,7 +169,10 @@ def write_peft(tmp_path, config: dict, tensors: dict | None = None, pickle=False
 
 @pytest.mark.parametrize("config,tensors,message", [
     ({"peft_type": "PREFIX_TUNING"}, None, "PEFT method 'PREFIX_TUNING' cannot be imported"),
-    ({"use_dora": True, "target_modules": ["query"]}, None, "DoRA"),
+    ({"lora_bias": True, "target_modules": ["query"]}, None, "LoRA bias terms"),
+    ({"peft_type": "IA3", "target_modules": ["query"], "feedforward_modules": []}, None, "is missing"),
+    ({"peft_type": "IA3", "target_modules": ["query"], "feedforward_modules": ["key"]}, None, "PEFT rejects this config"),
+    ({"task_type": "NOT_A_TASK"}, None, "unknown task_type 'NOT_A_TASK'"),
     ({"bias": "all", "target_modules": ["query"]}, None, "bias='all'"),
     ({"target_modules": ["word_embeddings"]}, None, "Linear/Conv1D projections only"),
     ({"target_modules": ["query"]}, {}, "is missing"),
@@ -228,5 +231,5 @@ def test_export_without_trained_head(tmp_path):
 
 def test_export_refuses_a_design_without_lora(tmp_path):
     _, _, saved = lamina_adapter(tmp_path, "bert", {"groups": [], "train_head": True})
-    with pytest.raises(LaminaError, match="no LoRA modules"):
+    with pytest.raises(LaminaError, match="no modules PEFT can hold"):
         lamina.export_peft(saved, tmp_path / "peft")

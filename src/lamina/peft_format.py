@@ -1,39 +1,41 @@
-"""Hugging Face PEFT interop: LoRA designs <-> PEFT LoRA adapter folders.
+"""Hugging Face PEFT interop: lamina designs <-> PEFT adapter folders, for every method that declares a
+PEFT codec (`Method.peft`; today LoRA with its DoRA / rsLoRA options, and IA3).
 
 The PEFT folder format, as written by peft 0.21's own `save_pretrained` (studied on tiny models):
-- `adapter_config.json`: `peft_type: "LORA"`, `task_type`, `base_model_name_or_path`, `r`, `lora_alpha`,
-  `lora_dropout`, `target_modules` (names matched exactly or as a dotted suffix of a module name;
-  `layers_to_transform` + `layers_pattern` filter by block index), `rank_pattern` / `alpha_pattern`
-  (regex keys matched as a dotted suffix), `modules_to_save` (extra trained module copies; PEFT adds
+- `adapter_config.json`: `peft_type` ("LORA", "IA3"), `task_type`, `base_model_name_or_path`,
+  `target_modules` (names matched exactly or as a dotted suffix of a module name; `layers_to_transform`
+  + `layers_pattern` filter by block index), the type's own fields (LoRA: r, lora_alpha, rank_pattern,
+  ...; IA3: feedforward_modules), `modules_to_save` (extra trained module copies; PEFT adds
   "classifier" and "score" itself for sequence classification).
-- `adapter_model.safetensors`: `base_model.model.<module path>.lora_A.weight` [r, in] and `.lora_B.weight`
-  [out, r], and `base_model.model.<module path>.<param>` for each modules_to_save copy.
-PEFT scales by lora_alpha / r, lamina by alpha / r: the same number, so logits match exactly.
+- `adapter_model.safetensors`: `base_model.model.<module path>.<the type's tensor names>`, and
+  `base_model.model.<module path>.<param>` for each modules_to_save copy.
+A PEFT adapter holds one method, so a design exports when all its strategies map to one PEFT type.
 
-Export needs no weights: the module paths come from the base model's skeleton, built on the meta
-device from the config stored in design.json. Which modules a config targets is always decided by
-PEFT's own matcher (when peft is installed): export writes the most compact config that PEFT resolves
-to exactly the adapted modules; import asks PEFT which modules a config targets.
+This module does what every type shares (folders, task types, the base model, head copies, which
+modules a config targets, grouping layers into a design); each method's codec
+(`lamina.methods.peft_codec.PeftCodec`, in the method's own file) does the rest. Export needs no
+weights: module paths come from the base model's skeleton, built on the meta device from the config
+stored in design.json. Which modules a config targets is always decided by PEFT's own matcher.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from lamina.arch import CANONICAL_TARGETS, Layer, ModelMap, is_projection, map_model
+from lamina.arch import is_projection, map_model
+from lamina.build import group_layers
 from lamina.design import Design, Group
-from lamina.methods.lora import LoRA
 from lamina.errors import LaminaError
-from lamina.inject import adapters_of, apply, delete_adapter, group_layers
-from lamina.io import (
-    PICKLE_SUFFIXES, pickle_refusal, check_tensors, model_class, read_info, read_tensors, save, write_folder,
-)
+from lamina.inject import adapters_of, apply, delete_adapter
+from lamina.io import PICKLE_SUFFIXES, check_tensors, model_class, pickle_refusal, read_info, read_tensors, save
+from lamina.methods import METHODS, Method
 from lamina.methods.head import head_key
+from lamina.methods.peft_codec import peft_matchers
+from lamina.util import write_folder
 
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
 PREFIX = "base_model.model."
@@ -47,33 +49,34 @@ TASKS = (  # model class name ending -> PEFT task type -> Auto class used to loa
 )
 
 
-def _peft():
-    try:
-        import peft  # noqa: F401
-        from peft.tuners.tuners_utils import check_target_module_exists
-        from peft.utils.other import get_pattern_key
-    except ImportError:
-        return None
-    return check_target_module_exists, get_pattern_key
-
-
-def _number(x: float):
-    return int(x) if float(x).is_integer() else float(x)
+def codec_methods() -> dict[str, Method]:
+    """PEFT type -> the method whose codec writes and reads it."""
+    return {m.peft.peft_type: m for m in METHODS.values() if m.peft is not None}
 
 
 # --- export ------------------------------------------------------------------------------------------
-def _refuse_unexpressible(design: Design, info: dict) -> None:
+def _exporting_method(design: Design, info: dict) -> Method:
+    """The one method a PEFT adapter of this design would hold; one clear error names any part it cannot."""
     if info.get("full") or design.full:
-        raise LaminaError("full fine-tuning cannot be expressed as a PEFT LoRA adapter (use `lamina merge`)")
+        raise LaminaError("full fine-tuning cannot be expressed as a PEFT adapter (use `lamina merge`)")
     if design.prompt is not None:
-        raise LaminaError("prompt tuning (soft prompt tokens) cannot be expressed in a PEFT LoRA adapter")
-    names = {"bitfit": "BitFit (bias deltas)", "adapter": "bottleneck adapters", "prefix": "prefix tuning", "ln": "LayerNorm tuning"}
+        raise LaminaError("prompt tuning (soft prompt tokens) cannot be expressed in a PEFT adapter of this kind")
+    used: dict[str, str] = {}
     for g, group in enumerate(design.groups):
+        where = f"groups[{g}] (layers {group.first}-{group.last})"
         for s in group.strategies:
-            if s.method != "lora":
-                raise LaminaError(f"groups[{g}] (layers {group.first}-{group.last}): {names[s.method]} cannot be expressed in a PEFT LoRA adapter")
-            if s.gated:
-                raise LaminaError(f"groups[{g}] (layers {group.first}-{group.last}): gated LoRA (UniPELT gates) cannot be expressed in a PEFT LoRA adapter")
+            method = METHODS[s.method]
+            reason = method.label if method.peft is None else method.peft.refuse(s)
+            if reason:
+                raise LaminaError(f"{where}: {reason} cannot be expressed in a PEFT adapter")
+            used.setdefault(method.peft.peft_type, where)
+    if len(used) > 1:
+        parts = ", ".join(f"{t} in {where}" for t, where in used.items())
+        raise LaminaError(f"a PEFT adapter holds one method; this design mixes {parts}")
+    if not used:
+        known = " or ".join(codec_methods())
+        raise LaminaError(f"this design has no modules PEFT can hold ({known}); a PEFT adapter needs at least one")
+    return codec_methods()[next(iter(used))]
 
 
 def skeleton(info: dict) -> nn.Module:
@@ -88,90 +91,32 @@ def skeleton(info: dict) -> nn.Module:
         return cls._from_config(config)
 
 
-def _stack_list_name(layer: Layer) -> str:
-    return layer.path.rsplit(".", 2)[-2]  # 'bert.encoder.layer.3' -> 'layer'
-
-
-def _target_config(wanted: dict[str, tuple], names: list[str], modules_to_save) -> dict:
-    """The most compact target_modules / layers_to_transform that PEFT resolves to exactly `wanted`."""
-    where = {path: spec[3] for path, spec in wanted.items()}  # path -> (layer, site path)
-    relative = sorted({site for _, site in where.values()})
-    leaves = sorted({site.rsplit(".", 1)[-1] for site in relative})
-    local = sorted({layer.local_index for layer, _ in where.values()})
-    patterns = sorted({_stack_list_name(layer) for layer, _ in where.values()})
-    pattern = patterns[0] if len(patterns) == 1 else patterns
-    candidates = []
-    for targets in (leaves, relative):
-        candidates.append(dict(target_modules=targets, layers_to_transform=None, layers_pattern=None))
-        candidates.append(dict(target_modules=targets, layers_to_transform=local, layers_pattern=pattern))
-    exact = dict(target_modules=sorted(wanted), layers_to_transform=None, layers_pattern=None)
-    peft = _peft()
-    if peft is None:
-        return exact  # full module names: unambiguous without asking PEFT
-    check = peft[0]
-    for candidate in candidates + [exact]:
-        probe = type("Probe", (), dict(candidate, exclude_modules=None, modules_to_save=modules_to_save, target_parameters=None))
-        if {n for n in names if check(probe, n)} == set(wanted):
-            return candidate
-    raise LaminaError("PEFT's target matching cannot single out exactly the adapted modules of this design")
-
-
-def _patterns(wanted: dict[str, tuple]) -> tuple[int, float, dict, dict]:
-    """Default r / alpha = the most common pair; the other modules get rank_pattern / alpha_pattern
-    entries keyed by their full module name (checked against PEFT's own pattern matcher)."""
-    (r, alpha), _ = Counter((spec[0], spec[1]) for spec in wanted.values()).most_common(1)[0]
-    rank = {path: spec[0] for path, spec in wanted.items() if spec[0] != r}
-    alphas = {path: _number(spec[1]) for path, spec in wanted.items() if spec[1] != alpha}
-    peft = _peft()
-    if peft is not None:
-        get_key = peft[1]
-        for path, spec in wanted.items():
-            if rank.get(get_key(rank.keys(), path), r) != spec[0] or alphas.get(get_key(alphas.keys(), path), alpha) != spec[1]:
-                raise LaminaError(f"PEFT's rank_pattern matching would give '{path}' the wrong rank or alpha")
-    return r, _number(alpha), rank, alphas
-
-
 def export_peft(adapter_dir: str | Path, output: str | Path) -> Path:
-    """Write a lamina adapter whose trained parts are ungated LoRA (any layers, per-group rank/alpha)
-    and the task head as a PEFT LoRA adapter folder, loadable by `peft.PeftModel.from_pretrained`."""
+    """Write a lamina adapter whose trained parts all map to one PEFT type (any layers, per-group sizes)
+    plus the task head as a PEFT adapter folder, loadable by `peft.PeftModel.from_pretrained`."""
     info = read_info(adapter_dir)
     design = Design.from_dict(info["design"])
-    _refuse_unexpressible(design, info)
+    method = _exporting_method(design, info)
+    codec = method.peft
     tensors = read_tensors(adapter_dir, info)
     model = skeleton(info)
     mmap = map_model(model)
-    wanted: dict[str, tuple] = {}  # module path -> (r, alpha, tensor key, (layer, site path))
+    modules = {}
     for g, group in enumerate(design.groups):
-        (s,) = group.strategies or (None,)
-        if s is None:
-            continue
-        alpha = s.alpha if s.alpha is not None else 2.0 * s.r
-        for layer in group_layers(group, mmap):
-            for target in s.targets:
-                for site in mmap.sites(layer, target):
-                    if site.parts > 1:
-                        leaf = site.path.rsplit(".", 1)[-1]
-                        raise LaminaError(
-                            f"groups[{g}]: LoRA target '{target}' is slice {site.part + 1}/{site.parts} of the fused {leaf}; "
-                            f"PEFT adapts whole modules only (target '{leaf}' instead)"
-                        )
-                    wanted[f"{layer.path}.{site.path}"] = (s.r, alpha, f"groups.{g}.lora.{layer.index}.{site.key}", (layer, site.path))
-    dropouts = {s.dropout for group in design.groups for s in group.strategies}
-    if len(dropouts) > 1:
-        raise LaminaError(f"LoRA dropout differs between groups ({sorted(dropouts)}); PEFT has one lora_dropout")
-    out = {}
-    for path, (_, _, key, _) in wanted.items():
-        out[f"{PREFIX}{path}.lora_A.weight"] = tensors.pop(f"{key}.A")
-        out[f"{PREFIX}{path}.lora_B.weight"] = tensors.pop(f"{key}.B")
+        for s in group.strategies:
+            for layer in group_layers(group, mmap):
+                try:
+                    modules.update(codec.export_layer(s, layer, mmap, tensors, f"groups.{g}.{s.method}."))
+                except LaminaError as err:
+                    raise LaminaError(f"groups[{g}]: {err}") from None
+    out = {f"{PREFIX}{path}.{suffix}": t for path, m in modules.items() for suffix, t in m.tensors.items()}
     heads = [p for p in mmap.head if any(k.startswith(f"heads.{head_key(p)}.") for k in tensors)]
     for path in heads:
         start = f"heads.{head_key(path)}."
         for key in [k for k in tensors if k.startswith(start)]:
             out[f"{PREFIX}{path}.{key[len(start):]}"] = tensors.pop(key)
     if tensors:
-        raise LaminaError(f"tensor '{next(iter(sorted(tensors)))}' has no place in a PEFT LoRA adapter")
-    if not wanted:
-        raise LaminaError("this design has no LoRA modules; a PEFT LoRA adapter needs at least one")
+        raise LaminaError(f"tensor '{next(iter(sorted(tensors)))}' has no place in a PEFT {codec.peft_type} adapter")
     task = next((t for end, t, _ in TASKS if info["model_class"].endswith(end)), "FEATURE_EXTRACTION")
     if task in ("SEQ_CLS", "TOKEN_CLS", "QUESTION_ANS") and not heads:
         task = None  # PEFT would expect a trained head copy for these task types; the base head is used as is
@@ -182,23 +127,17 @@ def export_peft(adapter_dir: str | Path, output: str | Path) -> Path:
         if hits != [path]:
             raise LaminaError(f"PEFT's modules_to_save entry '{path}' would also match {[h for h in hits if h != path]}")
     config = {
-        "peft_type": "LORA",
+        "peft_type": codec.peft_type,
         "task_type": task,
         "base_model_name_or_path": info.get("base_model_name_or_path") or None,
         "revision": None,
         "inference_mode": True,
-        "bias": "none",
-        "lora_dropout": next(iter(dropouts), 0.0),
-        "fan_in_fan_out": bool(wanted) and all(not isinstance(model.get_submodule(p), nn.Linear) for p in wanted),
-        "init_lora_weights": True,
-        "use_rslora": False,
-        "use_dora": False,
+        "fan_in_fan_out": bool(modules) and all(not isinstance(model.get_submodule(p), nn.Linear) for p in modules),
         "modules_to_save": heads or None,
         "exclude_modules": None,
     }
-    r, alpha, rank, alphas = _patterns(wanted)
-    config.update(r=r, lora_alpha=alpha, rank_pattern=rank, alpha_pattern=alphas)
-    config.update(_target_config(wanted, names, to_save))
+    strategies = [s for group in design.groups for s in group.strategies]
+    config.update(codec.export_config(modules, strategies, names, to_save))
     try:
         import peft
 
@@ -219,15 +158,7 @@ def _write_peft(target: Path, tensors: dict, config: dict) -> Path:
 
 
 # --- import ------------------------------------------------------------------------------------------
-UNSUPPORTED = {
-    "use_dora": "DoRA (use_dora)", "use_rslora": "rank-stabilised scaling (use_rslora)", "lora_bias": "LoRA bias terms (lora_bias)",
-    "layer_replication": "layer replication", "target_parameters": "LoRA on parameters (target_parameters)",
-    "trainable_token_indices": "trainable token indices", "alora_invocation_tokens": "activated LoRA (alora)",
-    "use_qalora": "QA-LoRA", "use_bdlora": "BD-LoRA",
-}
-
-
-def _read_peft_config(folder: Path) -> dict:
+def _read_peft_config(folder: Path) -> tuple[dict, Method]:
     if folder.is_file() and folder.suffix in PICKLE_SUFFIXES:
         raise pickle_refusal(folder)
     path = folder / CONFIG_FILE
@@ -237,14 +168,16 @@ def _read_peft_config(folder: Path) -> dict:
         cfg = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise LaminaError(f"{path}: not valid JSON ({err})") from None
-    if cfg.get("peft_type") != "LORA":
-        raise LaminaError(f"{path}: PEFT method '{cfg.get('peft_type')}' cannot be imported (lamina imports LoRA adapters)")
-    for key, what in UNSUPPORTED.items():
-        if cfg.get(key):
-            raise LaminaError(f"{path}: {what} has no lamina equivalent")
-    if cfg.get("bias", "none") != "none":
-        raise LaminaError(f"{path}: trained biases (bias='{cfg['bias']}') are not imported; lamina expresses them as BitFit")
-    return cfg
+    if not isinstance(cfg, dict):
+        raise LaminaError(f"{path}: a PEFT adapter config must be a JSON object, not {type(cfg).__name__}")
+    methods = codec_methods()
+    if cfg.get("peft_type") not in methods:
+        raise LaminaError(f"{path}: PEFT method '{cfg.get('peft_type')}' cannot be imported (lamina imports {', '.join(methods)})")
+    if cfg.get("task_type") is not None and cfg["task_type"] not in {t for _, t, _ in TASKS}:
+        raise LaminaError(f"{path}: unknown task_type '{cfg['task_type']}' (known: {', '.join(sorted({t for _, t, _ in TASKS}))})")
+    method = methods[cfg["peft_type"]]
+    method.peft.check_config(cfg, path)
+    return cfg, method
 
 
 def _base_for(cfg: dict, base) -> nn.Module:
@@ -266,39 +199,23 @@ def _base_for(cfg: dict, base) -> nn.Module:
         raise LaminaError(f"cannot load the base model '{name}': {str(err).strip().splitlines()[0]}") from None
 
 
-def _lamina_targets(mmap: ModelMap, layer: Layer, sites: set[str]) -> tuple[str, ...]:
-    """Canonical names where they cover whole target sets (q, v, ffn_in...), native paths for the rest."""
-    left, chosen = set(sites), []
-    for target in CANONICAL_TARGETS:
-        found = mmap.sites(layer, target)
-        paths = {s.path for s in found}
-        if found and all(s.parts == 1 for s in found) and paths <= left:
-            chosen.append(target)
-            left -= paths
-    for path in sorted(left):
-        if [s.path for s in mmap.sites(layer, path)] != [path]:
-            raise LaminaError(f"layer {layer.index}: cannot name the module '{path}' unambiguously as a lamina target")
-        chosen.append(path)
-    return tuple(chosen)
-
-
 def import_peft(peft_dir: str | Path, output: str | Path, *, base=None, name: str = "default") -> Path:
-    """Turn a PEFT LoRA adapter folder into a lamina adapter folder (design.json + adapter.safetensors).
-    `base`: a model id/path (default: the config's base_model_name_or_path) or a loaded model; a loaded
-    model keeps the imported adapter applied (active) under `name`."""
+    """Turn a PEFT adapter folder (LoRA, DoRA, rsLoRA, IA3) into a lamina adapter folder (design.json +
+    adapter.safetensors). `base`: a model id/path (default: the config's base_model_name_or_path) or a
+    loaded model; a loaded model keeps the imported adapter applied (active) under `name`."""
     import safetensors.torch
 
     folder = Path(peft_dir)
-    cfg = _read_peft_config(folder)
+    cfg, method = _read_peft_config(folder)
+    codec = method.peft
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         pickles = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
         raise pickle_refusal(pickles[0]) if pickles else LaminaError(f"{folder}: {WEIGHTS_FILE} is missing")
-    peft = _peft()
+    peft = peft_matchers()
     if peft is None:
         raise LaminaError("import-peft needs the 'peft' package (pip install 'lamina[peft]')")
-    check, get_key = peft
-    from peft import LoraConfig
+    import peft as peft_package
     from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
 
     try:
@@ -306,52 +223,39 @@ def import_peft(peft_dir: str | Path, output: str | Path, *, base=None, name: st
     except Exception as err:
         raise LaminaError(f"{weights}: not a valid safetensors file ({str(err).splitlines()[0]})") from None
     model = _base_for(cfg, base)
-    config = _maybe_include_all_linear_layers(LoraConfig.from_pretrained(str(folder)), model)
+    try:
+        config = getattr(peft_package, codec.config_class).from_pretrained(str(folder))
+    except (ValueError, TypeError) as err:
+        raise LaminaError(f"{folder / CONFIG_FILE}: PEFT rejects this config ({str(err).splitlines()[0]})") from None
+    config = _maybe_include_all_linear_layers(config, model)
     mmap = map_model(model)
-    per_layer: dict[int, tuple] = {}  # layer index -> (r, alpha, {site paths})
-    lora = {}  # lamina key -> tensor
+    per_layer: dict[int, dict[str, dict]] = {}  # layer index -> {site path: what the codec read}
     for path, module in model.named_modules():
-        if not path or not check(config, path):
+        if not path or not peft[0](config, path):
             continue
         if not is_projection(module):
-            raise LaminaError(f"PEFT LoRA on '{path}' ({type(module).__name__}): lamina adapts Linear/Conv1D projections only")
+            raise LaminaError(f"PEFT {codec.peft_type} on '{path}' ({type(module).__name__}): lamina adapts Linear/Conv1D projections only")
         layer = next((l for l in mmap.layers if path.startswith(l.path + ".")), None)
         if layer is None:
-            raise LaminaError(f"PEFT LoRA on '{path}' lies outside the transformer blocks; lamina cannot express it")
-        site = path[len(layer.path) + 1:]
-        r = config.rank_pattern.get(get_key(config.rank_pattern.keys(), path), config.r)
-        alpha = config.alpha_pattern.get(get_key(config.alpha_pattern.keys(), path), config.lora_alpha)
-        old = per_layer.setdefault(layer.index, (r, alpha, set()))
-        if old[:2] != (r, alpha):
-            raise LaminaError(f"layer {layer.index}: PEFT gives its modules different ranks/alphas ({old[:2]} vs {(r, alpha)} at '{path}'); lamina has one LoRA size per group")
-        old[2].add(site)
-        for part, letter in (("lora_A", "A"), ("lora_B", "B")):
-            key = f"{PREFIX}{path}.{part}.weight"
-            if key not in tensors:
-                raise LaminaError(f"{WEIGHTS_FILE}: tensor '{key}' is missing (the config targets '{path}')")
-            lora[(layer.index, site, letter)] = tensors.pop(key)
+            raise LaminaError(f"PEFT {codec.peft_type} on '{path}' lies outside the transformer blocks; lamina cannot express it")
+        per_layer.setdefault(layer.index, {})[path[len(layer.path) + 1:]] = codec.read_module(config, path, tensors)
     if not per_layer:
         raise LaminaError(f"{CONFIG_FILE}: the config targets no module of this {mmap.family.name} model ({config.target_modules})")
-    groups, specs = [], []
+    specs, states = [], {}
     for index in sorted(per_layer):
-        r, alpha, sites = per_layer[index]
         layer = mmap.layers[index]
-        spec = (layer.stack, _lamina_targets(mmap, layer, sites), r, alpha)
-        if specs and specs[-1][0] == spec and specs[-1][2] == index - 1:
+        strategy, states[index] = codec.layer_strategy(config, layer, mmap, per_layer[index])
+        if specs and specs[-1][0] == (layer.stack, strategy) and specs[-1][2] == index - 1:
             specs[-1][2] = index
         else:
-            specs.append([spec, index, index])
-    for (stack, targets, r, alpha), first, last in specs:
-        strategy = LoRA(r=int(r), alpha=float(alpha), targets=targets, dropout=float(config.lora_dropout or 0.0))
-        groups.append(Group(first=first, last=last, strategies=(strategy,)))
+            specs.append([(layer.stack, strategy), index, index])
+    groups = [Group(first=first, last=last, strategies=(strategy,)) for (_, strategy), first, last in specs]
     head = {}
     for key in sorted(tensors):
         rest = key[len(PREFIX):] if key.startswith(PREFIX) else key
         owner = next((p for p in mmap.head if rest.startswith(p + ".")), None)
-        if owner is None and ".lora_" in key:
-            raise LaminaError(f"{WEIGHTS_FILE}: tensor '{key}' belongs to no module the config targets")
         if owner is None:
-            raise LaminaError(f"{WEIGHTS_FILE}: tensor '{key}' is neither LoRA nor part of the task head; lamina cannot import it")
+            raise LaminaError(f"{WEIGHTS_FILE}: tensor '{key}' is neither {method.label} nor part of the task head; lamina cannot import it")
         head[f"heads.{head_key(owner)}.{rest[len(owner) + 1:]}"] = tensors[key]
     design = Design(name=f"peft-{folder.name}", groups=tuple(groups), train_head=bool(head))
     apply(model, design, name=name)
@@ -359,11 +263,8 @@ def import_peft(peft_dir: str | Path, output: str | Path, *, base=None, name: st
     try:
         state = adapters.state_dict()
         for g, group in enumerate(design.groups):
-            for layer in group_layers(group, mmap):
-                for target in group.strategies[0].targets:
-                    for site in mmap.sites(layer, target):
-                        for letter in ("A", "B"):
-                            state[f"groups.{g}.lora.{layer.index}.{site.key}.{letter}"] = lora.pop((layer.index, site.path, letter))
+            for index in group.layers:
+                state.update({f"groups.{g}.{method.name}.{k}": v for k, v in states[index].items()})
         check_tensors(adapters.state_dict(), {**state, **head})
         adapters.load_state_dict({**state, **head}, strict=True)
         return save(model, output, name)

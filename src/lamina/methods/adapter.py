@@ -68,6 +68,7 @@ def placements(strategy: Adapter) -> tuple[str, ...]:
 
 class AdapterMethod(Method):
     name, schema, stage = "adapter", Adapter, Stage.INSERT
+    title = "bottleneck adapters"
     size_field, letter = "bottleneck", "A"
     in_default_space = True
     search_options = {"placement": "pfeiffer"}

@@ -49,6 +49,7 @@ class Method:
     """Base implementation; a method overrides what differs. Class attributes are its declaration."""
 
     name: ClassVar[str]  # the YAML/CLI name (= the schema's `method` literal)
+    title: ClassVar[str] = ""  # what messages call it ("BitFit (bias deltas)"); default: the name
     schema: ClassVar[type[Strategy]]
     stage: ClassVar[Stage] = Stage.INSERT
     size_field: ClassVar[str | None] = None  # the integer size the budget solver picks (None: fixed cost)
@@ -56,6 +57,10 @@ class Method:
     in_default_space: ClassVar[bool] = False  # offered by the default search space (the paper's A, P, B, L)
     search_options: ClassVar[dict] = {}  # the options a search builds it with (sizes come from the budget)
     peft: ClassVar[Any] = None  # a PEFT-format codec (see lamina.peft_format), or None
+
+    @property
+    def label(self) -> str:
+        return self.title or self.name
 
     # --- schema and size -------------------------------------------------------------------------
     def parse(self, data: dict) -> Strategy:

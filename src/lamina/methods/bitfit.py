@@ -29,6 +29,7 @@ def bitfit_sites(strategy: BitFit, layer: Layer, ctx: BuildContext):
 
 class BitFitMethod(Method):
     name, schema, stage = "bitfit", BitFit, Stage.BIAS
+    title = "BitFit (bias deltas)"
     letter = "B"
     in_default_space = True
     search_options = {"which": "all"}

@@ -14,8 +14,9 @@ from pydantic import field_validator
 from torch import nn
 
 from lamina.arch import Layer, in_out
-from lamina.errors import DesignError
+from lamina.errors import DesignError, LaminaError
 from lamina.methods.base import BuildContext, Method, Stage, Strategy, fold, layer_dtype
+from lamina.methods.peft_codec import PeftCodec, PeftModule, lamina_targets, tensor
 
 FFN = "ffn"  # the FFN's inner activation (= the input of ffn_out)
 
@@ -49,6 +50,7 @@ def _key(site, scales_input: bool) -> str:
 
 class IA3Method(Method):
     name, schema, stage = "ia3", IA3, Stage.SCALE
+    title = "IA³"
     letter = "I"
 
     def check(self, strategy: IA3, mmap, where: str) -> None:
@@ -122,3 +124,65 @@ def _input_hook(vector: nn.Parameter, owner: nn.Module, ctx: BuildContext):
         return (args[0] * vector, *args[1:])
 
     return pre_hook
+
+
+# --- PEFT format: peft_type IA3 ----------------------------------------------------------------------
+# Tensors: `<module>.ia3_l`, [out, 1] for a scaled output, [1, in] for a scaled input (a "feedforward
+# module"). A lamina target that is a slice of a fused projection (GPT-2's k in c_attn) becomes the
+# whole module's vector with ones on the other slices, which computes the same thing.
+class IA3Codec(PeftCodec):
+    peft_type, config_class = "IA3", "IA3Config"
+
+    def export_layer(self, strategy: IA3, layer, mmap, tensors, prefix):
+        out = {}
+        for target in strategy.targets:
+            scales_input = target == FFN
+            for site in mmap.sites(layer, "ffn_out" if scales_input else target):
+                vector = tensors.pop(f"{prefix}{layer.index}.{_key(site, scales_input)}")
+                path = f"{layer.path}.{site.path}"
+                if scales_input:
+                    out[path] = PeftModule(layer, site.path, {"ia3_l": vector.reshape(1, -1)}, feedforward=True)
+                    continue
+                module = out.setdefault(path, PeftModule(layer, site.path))
+                width = vector.shape[0] * site.parts
+                full = module.tensors.get("ia3_l", torch.ones(width, 1, dtype=vector.dtype))
+                full[site.out_slice(width), 0] = vector
+                module.tensors["ia3_l"] = full
+        return out
+
+    def export_config(self, modules, strategies, names, modules_to_save):
+        # Exact module names: PEFT requires feedforward_modules to be a subset of target_modules.
+        return {
+            "target_modules": sorted(modules), "feedforward_modules": sorted(p for p, m in modules.items() if m.feedforward),
+            "layers_to_transform": None, "layers_pattern": None, "init_ia3_weights": True,
+        }
+
+    def read_module(self, config, path: str, tensors: dict) -> dict:
+        from peft.tuners.ia3.model import IA3Model
+
+        vector = tensor(tensors, f"base_model.model.{path}.ia3_l", path, "adapter_model.safetensors")
+        return {"vector": vector.flatten(), "feedforward": IA3Model._check_target_module_feedforward(config, path)}
+
+    def layer_strategy(self, config, layer, mmap, found):
+        ffn_out = {s.path for s in mmap.sites(layer, "ffn_out")}
+        inputs = {path for path, f in found.items() if f["feedforward"]}
+        if inputs and inputs != ffn_out:
+            wrong = sorted(inputs - ffn_out) or sorted(ffn_out - inputs)
+            raise LaminaError(f"layer {layer.index}: IA3 scales the input of '{wrong[0]}'; lamina scales inputs only "
+                              "of the FFN's output projection, all of it (target 'ffn')")
+        outputs = lamina_targets(mmap, layer, {p for p in found if p not in inputs})
+        strategy = IA3(targets=outputs + ((FFN,) if inputs else ()))
+        state = {}
+        for site, scales_input in scaled_sites(strategy, layer, _MapOnly(mmap)):
+            state[f"{layer.index}.{_key(site, scales_input)}"] = found[site.path]["vector"]
+        return strategy, state
+
+
+class _MapOnly:
+    """What `scaled_sites` reads of a build context: the model map."""
+
+    def __init__(self, mmap):
+        self.mmap = mmap
+
+
+IA3Method.peft = IA3Codec()

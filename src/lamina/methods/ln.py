@@ -29,6 +29,7 @@ def normalised(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 class LayerNormMethod(Method):
     name, schema, stage = "ln", LayerNormTuning, Stage.BIAS
+    title = "LayerNorm tuning"
 
     def build(self, strategy: LayerNormTuning, layers: list[Layer], ctx: BuildContext) -> nn.Module:
         per_layer = nn.ModuleDict()

@@ -17,6 +17,8 @@ from pydantic import Field, StrictBool, StrictInt, field_validator, model_valida
 from torch import nn
 
 from lamina.arch import Layer, in_out
+from lamina.errors import LaminaError
+from lamina.methods.peft_codec import PeftCodec, PeftModule, compact_targets, lamina_targets, patterns, peft_matchers, tensor
 from lamina.methods.base import BuildContext, Gate, Method, Stage, Strategy, add_to_slice, fold, layer_dtype
 
 
@@ -92,10 +94,11 @@ def dora_scale(delta: LoRADelta, weight: torch.Tensor, scaling: float) -> torch.
 
 
 class LoRAMethod(Method):
-    name, schema, stage = "lora", LoRA, Stage.WEIGHT
+    name, schema, stage, title = "lora", LoRA, Stage.WEIGHT, "LoRA"
     size_field, letter = "r", "L"
     in_default_space = True
     search_options = {"targets": ["q", "v"]}
+    peft = None  # set below: LoRACodec
 
     def build(self, strategy: LoRA, layers: list[Layer], ctx: BuildContext) -> nn.Module:
         per_layer = nn.ModuleDict()
@@ -162,3 +165,84 @@ def _hook(delta: LoRADelta, gate: Gate | None, proj: nn.Module, site, strategy: 
         return add_to_slice(out, update, site)
 
     return forward_hook
+
+
+# --- PEFT format: peft_type LORA ---------------------------------------------------------------------
+# Tensors: `<module>.lora_A.weight` [r, in], `.lora_B.weight` [out, r], `.lora_magnitude_vector` [out]
+# (DoRA). PEFT scales by lora_alpha / r (lora_alpha / sqrt(r) with use_rslora), as lamina does.
+UNSUPPORTED = {
+    "lora_bias": "LoRA bias terms (lora_bias)", "layer_replication": "layer replication",
+    "target_parameters": "LoRA on parameters (target_parameters)", "trainable_token_indices": "trainable token indices",
+    "alora_invocation_tokens": "activated LoRA (alora)", "use_qalora": "QA-LoRA", "use_bdlora": "BD-LoRA",
+}
+
+
+class LoRACodec(PeftCodec):
+    peft_type, config_class = "LORA", "LoraConfig"
+
+    def refuse(self, strategy: LoRA) -> str | None:
+        return "gated LoRA (UniPELT gates)" if strategy.gated else None
+
+    def export_layer(self, strategy: LoRA, layer, mmap, tensors, prefix):
+        alpha = strategy.alpha if strategy.alpha is not None else 2.0 * strategy.r
+        out = {}
+        for target in strategy.targets:
+            for site in mmap.sites(layer, target):
+                if site.parts > 1:
+                    leaf = site.path.rsplit(".", 1)[-1]
+                    raise LaminaError(f"LoRA target '{target}' is slice {site.part + 1}/{site.parts} of the fused {leaf}; "
+                                      f"PEFT adapts whole modules only (target '{leaf}' instead)")
+                key = f"{prefix}{layer.index}.{site.key}."
+                parts = {"lora_A.weight": tensors.pop(key + "A"), "lora_B.weight": tensors.pop(key + "B")}
+                if strategy.dora:
+                    parts["lora_magnitude_vector"] = tensors.pop(key + "magnitude")
+                out[f"{layer.path}.{site.path}"] = PeftModule(layer, site.path, parts, (strategy.r, alpha))
+        return out
+
+    def export_config(self, modules, strategies, names, modules_to_save):
+        config = {}
+        for option, field_name in (("lora_dropout", "dropout"), ("use_rslora", "rslora"), ("use_dora", "dora")):
+            values = {getattr(s, field_name) for s in strategies}
+            if len(values) > 1:
+                raise LaminaError(f"LoRA {field_name} differs between groups ({sorted(values)}); PEFT has one {option}")
+            config[option] = values.pop()
+        r, alpha, rank, alphas = patterns(modules)
+        config.update(r=r, lora_alpha=alpha, rank_pattern=rank, alpha_pattern=alphas, bias="none", init_lora_weights=True)
+        config.update(compact_targets(modules, names, modules_to_save))
+        return config
+
+    def check_config(self, cfg: dict, path) -> None:
+        for key, what in UNSUPPORTED.items():
+            if cfg.get(key):
+                raise LaminaError(f"{path}: {what} has no lamina equivalent")
+        if cfg.get("bias", "none") != "none":
+            raise LaminaError(f"{path}: trained biases (bias='{cfg['bias']}') are not imported; lamina expresses them as BitFit")
+
+    def read_module(self, config, path: str, tensors: dict) -> dict:
+        get_key = peft_matchers()[1]
+        r = config.rank_pattern.get(get_key(config.rank_pattern.keys(), path), config.r)
+        alpha = config.alpha_pattern.get(get_key(config.alpha_pattern.keys(), path), config.lora_alpha)
+        found = {"options": (r, alpha)}
+        names = [("A", "lora_A.weight"), ("B", "lora_B.weight")] + ([("magnitude", "lora_magnitude_vector")] if config.use_dora else [])
+        for name, suffix in names:
+            found[name] = tensor(tensors, f"base_model.model.{path}.{suffix}", path, "adapter_model.safetensors")
+        return found
+
+    def layer_strategy(self, config, layer, mmap, found):
+        sizes = {f["options"] for f in found.values()}
+        if len(sizes) > 1:
+            raise LaminaError(f"layer {layer.index}: PEFT gives its modules different ranks/alphas ({sorted(sizes)}); "
+                              "lamina has one LoRA size per group")
+        (r, alpha), = sizes
+        strategy = LoRA(r=int(r), alpha=float(alpha), targets=lamina_targets(mmap, layer, set(found)),
+                        dropout=float(config.lora_dropout or 0.0), rslora=bool(config.use_rslora), dora=bool(config.use_dora))
+        state = {}
+        for target in strategy.targets:
+            for site in mmap.sites(layer, target):
+                for name in ("A", "B", "magnitude"):
+                    if name in found[site.path]:
+                        state[f"{layer.index}.{site.key}.{name}"] = found[site.path][name]
+        return strategy, state
+
+
+LoRAMethod.peft = LoRACodec()

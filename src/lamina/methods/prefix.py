@@ -79,6 +79,7 @@ class PrefixGroup(nn.Module):
 
 class PrefixMethod(Method):
     name, schema, stage = "prefix", Prefix, Stage.INSERT
+    title = "prefix tuning"
     size_field, letter = "length", "P"
     in_default_space = True
 
