@@ -315,6 +315,13 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
     if spec.kind != "qa" and any(ex["label"] is None for ex in train_examples + eval_examples):
         raise LaminaError(f"{spec.name}: training and validation examples need labels")
 
+    # --- lamina suggest: an `auto:...` design is replaced here by the design a probe on this run's training
+    # data suggests (<output_dir>/suggest/, cost in results.json "suggest"); any other design passes through.
+    from lamina.suggest import suggest_for_run
+
+    design, suggested = suggest_for_run(design, model_name_or_path, spec, train_examples, out, batch_size=batch_size,
+                                        max_length=max_length, doc_stride=doc_stride, epochs=epochs, max_steps=max_steps,
+                                        grad_accum=grad_accum, seed=seed, resume=resume)
     check_design(model_name_or_path, spec, design)  # fails fast, before any weights load
     with _determinism(seed, deterministic), _progress_bars(progress):
         model, tokenizer = load_model(model_name_or_path, spec)
@@ -398,6 +405,8 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
                                    label_mean_init=label_mean_init,
                                    data_dir=str(data_path), world_size=args.world_size),
                                len(train_examples), len(eval_examples), out)
+            if suggested is not None:  # lamina suggest: the probe's cost and what it chose (see above)
+                results["suggest"] = suggested
             if is_main:
                 lamina_save(model, out)
                 _write_json(out / RESULTS, results)

@@ -1,4 +1,4 @@
-"""`lamina` command line: params, train, eval, predict, merge, export-peft, import-peft, search, report.
+"""`lamina` command line: params, train, eval, predict, merge, export-peft, import-peft, search, report, suggest.
 
 Each pipeline stage registers its commands from its own module; user errors become one line on stderr
 and exit code 2, never a traceback.
@@ -14,6 +14,7 @@ from lamina.cli import params  # noqa: F401  (registers commands)
 from lamina.cli import train  # noqa: F401  (train, eval, predict, demo)
 from lamina.cli import io  # noqa: F401  (registers merge, export-peft, import-peft)
 from lamina.cli import search  # noqa: F401  (search, report)
+from lamina.cli import suggest  # noqa: F401  (suggest)
 
 
 def main() -> None:

@@ -90,7 +90,7 @@ def parse_auto(text: str) -> dict:
     name, _, rest = text.strip().partition(":")
     if name.strip() != "auto":
         raise DesignError(f"'{text}' is not an auto design (auto:budget=0.5%,...)")
-    options = {"budget": "0.5%", "methods": None, "probe_steps": None, "seed": 0, "signal": "adam", "prior": "none"}
+    options = {"budget": "0.5%", "methods": None, "probe_steps": None, "seed": None, "signal": "adam", "prior": "none"}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, eq, value = item.partition("=")
         key, value = key.strip(), value.strip()
@@ -157,7 +157,7 @@ def suggest_from_batches(model, batches, budget="0.5%", *, methods=None, seed: i
     target = budget_target(model, budget)
     started, cpu = time.perf_counter(), time.process_time()
     with _seeded(seed):
-        result = run_probe(model, batches, options["methods"], budget, seed=seed)
+        result = run_probe(model, batches, options["methods"], budget, seed=seed, target_count=target)
     timing = {"probe_wall_s": time.perf_counter() - started, "probe_cpu_s": time.process_time() - cpu}
     alloc = allocate(result, model, target, budget, signal=signal, prior=prior)
     report = lamina.apply(model, alloc.design, dry_run=True)
@@ -200,16 +200,18 @@ def suggest(model, task, data_dir=None, budget="0.5%", *, methods=None, probe_st
 
 def suggest_for_run(design, model_name_or_path, spec, train_examples, output_dir, *, batch_size: int,
                     max_length: int, doc_stride: int, epochs: float, max_steps: int | None, grad_accum: int,
-                    resume: bool = False):
+                    seed: int, resume: bool = False):
     """lamina.train's hook: an `auto:` design becomes the suggested Design (probe on this run's training
-    examples, tokenised as the run tokenises them; evidence in <output_dir>/suggest/); anything else
-    passes through. Returns (design, the record for results.json["suggest"] or None)."""
+    examples, tokenised as the run tokenises them, seeded with the run's seed unless `auto:seed=` says
+    otherwise; evidence in <output_dir>/suggest/); anything else passes through. Returns (design, the
+    record for results.json["suggest"] or None)."""
     if not is_auto(design):
         return design, None
     from lamina.evaluate import load_model
 
     started, cpu = time.perf_counter(), time.process_time()
     options = parse_auto(design)
+    options["seed"] = seed if options["seed"] is None else options["seed"]
     folder = Path(output_dir) / FOLDER
     if resume and (folder / "design.yaml").is_file():  # a resumed run keeps the design its checkpoints have
         return Design.from_file(folder / "design.yaml"), {"reused": str(folder / "design.yaml"), "steps": 0,
@@ -285,3 +287,17 @@ class _seeded:
 
     def __exit__(self, *exc):
         return self._fork.__exit__(*exc)
+
+
+class _CallableModule(type(os)):
+    """`lamina.suggest` is this package and, called, the `suggest` function: `lamina.suggest(model, task,
+    ...)` then works whether `lamina.suggest` resolved to the function or to the package (which one
+    depends on import order, as the package and its main function share the name)."""
+
+    def __call__(self, *args, **kwargs):
+        return suggest(*args, **kwargs)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule

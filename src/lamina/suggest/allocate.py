@@ -7,7 +7,8 @@ The rule, and why:
 - cost of a cell = its exact parameter count at the probe size, which for a sized method is the size a
   uniform design of that method alone gets at this budget (one "slot": budget / layers), so a cell is
   valued at about the size it will train with;
-- greedy: cells in order of value per parameter, each taken while it still fits in the budget. If one
+- greedy: cells in order of value per parameter (ties, such as cells whose signal was all noise, by
+  raw squared gradient per parameter), each taken while it still fits in the budget. If one
   method is the best in every layer and nothing else is worth more per parameter, this reproduces that
   method's uniform design at the budget: the suggestion only departs from it where the probe says so;
 - consecutive layers (of one stack) with the same chosen methods form a group; `design.at_budget`
@@ -65,20 +66,22 @@ def allocate(result: ProbeResult, model, target: int, budget_spec, *, signal: st
     order = list(CANDIDATES)
     value = {cell: result.stats[cell][signal] * weights[cell[0]] for cell in result.stats}
     density = {cell: value[cell] / result.cost[cell] if result.cost[cell] else 0.0 for cell in value}
-    ranked = sorted(density, key=lambda c: (-density[c], c[0], order.index(c[1])))
+    # ties (e.g. cells whose noise-corrected signal is 0: their gradients were all noise) go by the raw
+    # squared gradient per parameter, then by layer and method order: deterministic, and the budget is spent
+    raw = {c: result.stats[c]["fisher"] / result.cost[c] if result.cost[c] else 0.0 for c in result.stats}
+    ranked = sorted(density, key=lambda c: (-density[c], -raw[c], c[0], order.index(c[1])))
     cheapest = min(result.cost.values())
     if cheapest > target:
         raise DesignError(f"budget: {target:,} parameters is too small for any cell (the cheapest, "
                           f"{min(result.cost, key=result.cost.get)[1]}, costs {cheapest:,} in one layer)")
     chosen: set[tuple[int, str]] = set()
     spent = 0
+    if not any(raw.values()):
+        raise DesignError("the probe measured no gradient in any cell (check the labels and the loss)")
     for cell in ranked:
-        if density[cell] > 0 and spent + result.cost[cell] <= target:
+        if spent + result.cost[cell] <= target:
             chosen.add(cell)
             spent += result.cost[cell]
-    if not chosen:
-        raise DesignError(f"the probe measured no signal for any cell that fits in {target:,} parameters "
-                          "(every gradient was zero: check the labels and the loss)")
     design = group_cells(chosen, result, name)
     notes = []
     if any(is_sized(m) for _, m in chosen):

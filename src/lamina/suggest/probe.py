@@ -87,7 +87,7 @@ def probe_design(num_layers: int, methods, sizes: dict[str, int]) -> Design:
     return Design.from_dict({"name": "suggest-probe", "groups": groups, "train_head": True})
 
 
-def run_probe(model: nn.Module, batches, methods, target, *, seed: int = 0) -> ProbeResult:
+def run_probe(model: nn.Module, batches, methods, target, *, seed: int = 0, target_count: int | None = None) -> ProbeResult:
     """Attach the probe design to `model` (a fresh copy: the probe is removed again afterwards), run
     forward + backward on each batch of `batches` (dicts of tensors with labels; `model(**batch).loss`),
     and return per-cell gradient statistics and per-layer representation change."""
@@ -105,6 +105,10 @@ def run_probe(model: nn.Module, batches, methods, target, *, seed: int = 0) -> P
     try:
         adapters = adapters_of(model)[PROBE_NAME]
         cost = {(int(r.group), r.method): r.trainable for r in report.rows if r.method in methods}
+        cheapest = min(cost, key=cost.get)
+        if target_count is not None and cost[cheapest] > target_count:  # before any batch runs
+            raise DesignError(f"budget: {target_count:,} parameters is too small for any cell (the cheapest, "
+                              f"{cheapest[1]} in one layer, costs {cost[cheapest]:,})")
         params = {(g, m): list(adapters.groups[str(g)][m].parameters()) for g in range(mmap.num_layers) for m in methods}
         stats, change, steps, examples, loss = _accumulate(model, batches, params, mmap)
     finally:
