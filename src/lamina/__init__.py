@@ -22,6 +22,7 @@ _WHERE = {
     "merge": "lamina.merge", "unmerge": "lamina.merge",
     "save": "lamina.io", "load": "lamina.io", "export_merged": "lamina.export",
     "export_peft": "lamina.peft_format", "import_peft": "lamina.peft_format",
+    "suggest": "lamina.suggest",  # the function; the package of that name is callable too (lamina.suggest)
 }
 
 __all__ = sorted(_WHERE)

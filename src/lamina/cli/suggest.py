@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lamina.cli import command
+from lamina.cli.app import command
 from lamina.errors import LaminaError
 
 
