@@ -13,7 +13,7 @@ import typer
 
 from lamina.errors import LaminaError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Layer-wise, budget-aware PEFT for Hugging Face models.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False, help="Layer-wise, budget-aware PEFT for Hugging Face models.")
 
 
 @app.callback()
