@@ -90,8 +90,10 @@ def throughput_section(data: dict) -> list[str]:
         return ["No throughput measurement recorded (run `bench_budget.py --throughput` first).", ""]
     import budget_throughput as bt
 
-    text = [f"Measured {tp['measured']} (`--throughput`; real rows, batch {p['batch_size']}, eval batch 64; the "
-            "load average of the shared machine is in throughput.json):", "", bt.table(tp["rows"]), ""]
+    text = [f"Measured {tp['measured']} (`--throughput`; real rows, batch {p['batch_size']}, eval batch 64; the last "
+            "column is the machine's load average, which other people's jobs drive: a second torch thread only pays "
+            "when the second core is free, and on this shared machine it mostly is not — hence 1 thread):", "",
+            bt.table(tp["rows"]), ""]
     rate = {(r["task"], r["design"] == "full", r["threads"]): r for r in tp["rows"]}
     counts = meta.get("train_counts", {})
     dev = meta.get("dev_counts", {})
@@ -205,10 +207,13 @@ def cost_table(data: dict) -> list[str]:
         probes = [r["suggest"] for r in allr if r.get("suggest")]
         probe = "–"
         if probes:
-            steps = [x.get("probe_steps") or x.get("steps") for x in probes]
-            secs = [x.get("probe_time_s") or x.get("time_s") or x.get("seconds") for x in probes]
-            probe = f"{_f(statistics.median([s for s in steps if s is not None]) if any(s is not None for s in steps) else None, '{:.0f}')} steps, " \
-                    f"{_f(statistics.median([s for s in secs if s is not None]) if any(s is not None for s in secs) else None, '{:.0f}')} s"
+            def med(key):  # lamina.suggest's probe record: steps, fraction (of planned steps), wall_s
+                xs = [x[key] for x in probes if x.get(key) is not None]
+                return statistics.median(xs) if xs else None
+
+            frac = med("fraction")
+            probe = (f"{_f(med('steps'), '{:.0f}')} steps ({_f(None if frac is None else 100 * frac, '{:.2f}')} % of "
+                     f"the run's), {_f(med('wall_s'), '{:.0f}')} s (median)")
         lines.append(f"| {lab} | " + " | ".join(cells) + f" | {sum(r['wall_s'] for r in allr) / 3600:.2f} | {probe} |")
     return lines + [""]
 

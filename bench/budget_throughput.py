@@ -92,10 +92,11 @@ def run(model_path: str, data_dir: str, tasks: dict[str, int], designs: list[str
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| task | max len | design | threads | train ex/s | eval ex/s |", "|---|---:|---|---:|---:|---:|"]
+    lines = ["| task | max len | design | threads | train ex/s | eval ex/s | load avg (1 min) |",
+             "|---|---:|---|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r['task']} | {r['max_length']} | `{r['design']}` | {r['threads']} | "
-                     f"{r['train_examples_per_s']:.1f} | {r['eval_examples_per_s']:.1f} |")
+                     f"{r['train_examples_per_s']:.1f} | {r['eval_examples_per_s']:.1f} | {r['loadavg'].split()[0]} |")
     return "\n".join(lines)
 
 
