@@ -17,7 +17,7 @@ from pydantic import Field, StrictBool, StrictInt, field_validator, model_valida
 from torch import nn
 
 from lamina.arch import Layer, in_out
-from lamina.errors import LaminaError
+from lamina.errors import DesignError, LaminaError
 from lamina.methods.peft_codec import PeftCodec, PeftModule, compact_targets, lamina_targets, patterns, peft_matchers, tensor
 from lamina.methods.base import BuildContext, Gate, Method, Stage, Strategy, add_to_slice, fold, layer_dtype
 
@@ -99,6 +99,21 @@ class LoRAMethod(Method):
     in_default_space = True
     search_options = {"targets": ["q", "v"]}
     peft = None  # set below: LoRACodec
+
+    def check(self, strategy: LoRA, mmap, where: str) -> None:
+        """Targets must exist, and the rank must be one the projections can hold (a rank above both of a
+        projection's dimensions adds parameters and nothing else — and a typo such as r=80000 would
+        allocate gigabytes before anything else fails)."""
+        super().check(strategy, mmap, where)
+        if strategy.r is None:
+            return
+        for target in strategy.targets:
+            for site in mmap.sites(mmap.layers[0], target):
+                fan_in, fan_out = in_out(mmap.layers[0].block.get_submodule(site.path))
+                limit = max(fan_in, fan_out // site.parts)
+                if strategy.r > limit:
+                    raise DesignError(f"{where}.r: {strategy.r} is larger than the '{target}' projection ({fan_in} -> "
+                                      f"{fan_out // site.parts}); use r <= {limit}")
 
     def build(self, strategy: LoRA, layers: list[Layer], ctx: BuildContext) -> nn.Module:
         per_layer = nn.ModuleDict()
