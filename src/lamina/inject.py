@@ -33,8 +33,7 @@ def runtime_of(model: nn.Module) -> Runtime:
         model.__dict__[_RUNTIME] = runtime
 
         def entry_hook(_module, args, kwargs):
-            runtime.step += 1
-            runtime.mask = kwargs.get("attention_mask")
+            runtime.enter(kwargs.get("attention_mask"))
 
         model.register_forward_pre_hook(entry_hook, with_kwargs=True)
     return runtime

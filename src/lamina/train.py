@@ -261,6 +261,13 @@ def _eval_history(state) -> list[dict]:
     return rows
 
 
+def _check_precision(precision: str) -> None:
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise LaminaError(f"precision must be fp32, bf16 or fp16, not '{precision}'")
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise LaminaError("precision fp16 needs a CUDA device (on CPU use bf16)")
+
+
 def _check_options(**values) -> None:
     for key, value in values.items():
         if value is None:
@@ -287,7 +294,8 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
           eval_steps: int | None = None, max_steps: int | None = None, grad_accum: int = 1,
           resume: bool = False, keep_checkpoints: bool = False, deterministic: bool = True,
           progress: bool = True, logging_steps: int | None = None, callbacks: list | None = None,
-          final_eval: bool = False, label_mean_init: bool = True) -> dict:
+          final_eval: bool = False, label_mean_init: bool = True, gradient_checkpointing: bool = False,
+          precision: str = "fp32") -> dict:
     """Fine-tune `design` (preset string, design file, dict or Design) on `task`; returns the results
     dict also written to `output_dir/results.json`. `lr` defaults to 1e-3 for PEFT designs and 2e-5
     for `full`. `eval_steps` evaluates/checkpoints every N optimizer steps instead of every epoch;
@@ -295,7 +303,9 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
     re-scores the restored best checkpoint after training (a check of the restore; by default its in-loop
     evaluation is reported: the same checkpoint on the same data, one validation pass fewer).
     `label_mean_init` (regression tasks): the head's output bias starts at the mean training label
-    (see `init_regression_bias`)."""
+    (see `init_regression_bias`). `gradient_checkpointing` turns on the HF model's own switch
+    (non-reentrant, so frozen inputs still pass gradients to the adapters). `precision`: "fp32", "bf16"
+    (autocast, on CPU too) or "fp16" (CUDA); the base and adapter tensors stay float32 either way."""
     from transformers import DataCollatorWithPadding, TrainingArguments
 
     import lamina
@@ -303,6 +313,7 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
     _check_options(lr=lr, epochs=epochs, batch_size=batch_size, max_length=max_length, eval_steps=eval_steps,
                    max_steps=max_steps, grad_accum=grad_accum, doc_stride=doc_stride, train_limit=train_limit,
                    eval_limit=eval_limit, warmup_ratio=warmup_ratio, weight_decay=weight_decay)
+    _check_precision(precision)
     spec, data_path = resolve_task(task, data_dir)
     if data_path.is_file() and spec.kind != "qa":  # one file would serve as both train and validation split
         raise LaminaError(f"{data_path}: training needs a folder holding the train and dev files, not one file")
@@ -360,6 +371,9 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
             # Task heads compute a plain mean loss; the Trainer's token averaging across processes would
             # multiply it (and its gradient) by the number of processes under DDP.
             average_tokens_across_devices=False,
+            gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
+            bf16=precision == "bf16", fp16=precision == "fp16",
         )
         is_main = args.process_index == 0
         with args.main_process_first(desc="checkpoint folder"):
@@ -402,7 +416,7 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
                                    max_length=max_length, doc_stride=doc_stride, seed=seed, train_limit=train_limit,
                                    eval_limit=eval_limit, eval_steps=eval_steps, max_steps=max_steps,
                                    grad_accum=grad_accum, deterministic=deterministic, task=task, final_eval=final_eval,
-                                   label_mean_init=label_mean_init,
+                                   label_mean_init=label_mean_init, gradient_checkpointing=gradient_checkpointing, precision=precision,
                                    data_dir=str(data_path), world_size=args.world_size),
                                len(train_examples), len(eval_examples), out)
             if suggested is not None:  # lamina suggest: the probe's cost and what it chose (see above)

@@ -95,6 +95,10 @@ def train_cmd(
     label_mean_init: bool = typer.Option(True, "--label-mean-init/--no-label-mean-init",
                                          help="regression tasks: start the head's output bias at the mean "
                                               "training label"),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing",
+                                                help="recompute block activations in backward: less memory, more time"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 (autocast; CPU too) | fp16 (CUDA only); "
+                                                             "adapter tensors stay float32"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print results.json instead of a summary"),
 ):
@@ -113,7 +117,8 @@ def train_cmd(
                         max_length=max_length, seed=seed, train_limit=train_limit, eval_limit=eval_limit,
                         warmup_ratio=warmup_ratio, weight_decay=weight_decay, eval_steps=eval_steps,
                         max_steps=max_steps, resume=resume, keep_checkpoints=keep_checkpoints, progress=progress,
-                        label_mean_init=label_mean_init)
+                        label_mean_init=label_mean_init, gradient_checkpointing=gradient_checkpointing,
+                        precision=precision)
     if _is_main():
         typer.echo(json.dumps(results, indent=2, default=str) if as_json else _summary(results))
 

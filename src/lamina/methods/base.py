@@ -127,6 +127,16 @@ class Runtime:
     mask: torch.Tensor | None = None  # the batch's attention mask, for masked-mean gates
     step: int = 0  # forward counter, for per-forward caches (prefix MLP)
     collect_gates: bool = False
+    before: dict[str, list] = field(default_factory=dict)  # adapter name -> callables run at each model entry
+
+    def enter(self, mask) -> None:
+        """The model's forward begins: count it, remember the mask, run the active adapters' per-forward
+        work (outside any gradient-checkpointed block)."""
+        self.step += 1
+        self.mask = mask
+        for name in self.active:
+            for fn in self.before.get(name, ()):
+                fn()
 
     def is_active(self, name: str) -> bool:
         return name in self.active
@@ -152,6 +162,12 @@ class BuildContext:
     def out_width(self, layer: Layer, site: Site) -> int:
         return in_out(self.projection(layer, site))[1] // site.parts
 
+    def before_forward(self, fn) -> None:
+        """Run `fn()` at the start of every forward of the model while this adapter is active."""
+        entries = self.runtime.before.setdefault(self.name, [])
+        entries.append(fn)
+        self.runtime.handles.setdefault(self.name, []).append(_Removal(entries, fn))
+
     def hook(self, module: nn.Module, fn, *, pre: bool = False, with_kwargs: bool = False):
         handle = (
             module.register_forward_pre_hook(fn, with_kwargs=with_kwargs)
@@ -160,6 +176,17 @@ class BuildContext:
         )
         self.runtime.handles.setdefault(self.name, []).append(handle)
         return handle
+
+
+class _Removal:
+    """A hook-handle look-alike: deleting the adapter removes its per-forward work like its hooks."""
+
+    def __init__(self, entries: list, fn):
+        self.entries, self.fn = entries, fn
+
+    def remove(self) -> None:
+        if self.fn in self.entries:
+            self.entries.remove(self.fn)
 
 
 def add_to_slice(out: torch.Tensor, delta: torch.Tensor, site: Site) -> torch.Tensor:

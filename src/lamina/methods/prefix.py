@@ -58,13 +58,21 @@ class PrefixGroup(nn.Module):
         self._cache: tuple[int, torch.Tensor] | None = None
 
     def all_kv(self, step: int) -> torch.Tensor:
-        """[layers, 2, length, kv_dim]; the MLP runs once per forward pass, not once per layer."""
+        """[layers, 2, length, kv_dim]. With an MLP: computed once per forward pass while gradients are
+        on (at the model's entry, outside any gradient-checkpointed block, so a block's recomputation
+        reuses the same tensor and saves the same tensors), and once per change of the MLP's weights
+        while they are off (inference reuses it across forwards)."""
         if not hasattr(self, "mlp"):
             return self.kv
-        if self._cache is None or self._cache[0] != step or not self.training:
+        if torch.is_grad_enabled():
+            key = ("step", step)
+        else:
+            key = ("weights", self.embedding._version, tuple(p._version for p in self.mlp.parameters()),
+                   self.embedding.data_ptr(), self.embedding.device, self.embedding.dtype)
+        if self._cache is None or self._cache[0] != key:
             out = self.mlp(self.embedding)  # [length, layers*2*kv]
             kv = out.view(self.length, self.num_layers, 2, self.kv_dim).permute(1, 2, 0, 3)
-            self._cache = (step, kv)
+            self._cache = (key, kv)
         return self._cache[1]
 
     @torch.no_grad()
@@ -118,6 +126,8 @@ class PrefixMethod(Method):
 
     def attach(self, module: PrefixGroup, strategy: Prefix, layers: list[Layer], ctx: BuildContext) -> None:
         register_attention()
+        if hasattr(module, "mlp"):
+            ctx.before_forward(lambda: module.all_kv(ctx.runtime.step))
         for pos, layer in enumerate(layers):
             attention = layer.block.get_submodule(ctx.mmap.family.attention[0])
             gate = module.gates[str(layer.index)] if module.gates is not None else None
