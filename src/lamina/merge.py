@@ -1,5 +1,7 @@
-"""Merge / unmerge: fold every mergeable delta into the base weights in place, keeping the originals so
-`unmerge` restores them exactly. Unmergeable parts (adapters, prefix, prompt, gated LoRA, biases the
+"""Merge / unmerge: fold every mergeable delta into the base weights in place. By default no copies are
+kept (a 70B model's merged projections would double): unmerge subtracts (or divides) again and checks
+each tensor against a fingerprint, failing clearly outside a 1e-5 tolerance; `exact=True` keeps the
+originals so `unmerge` restores them bit for bit. Unmergeable parts (adapters, prefix, prompt, gated LoRA, biases the
 base module does not have) keep running as hooks.
 
 This is the one merge loop: `lamina.merge`, `lamina.unmerge` and the merged export (`lamina.export`)
@@ -34,9 +36,11 @@ class Part:
         return f"group {self.group} (layers {self.first}-{self.last}) {self.strategy.method}"
 
 
-def merge_parts(adapters: AdapterSet, undo: bool = False) -> list[Part]:
-    """Merge (or unmerge) every part of one adapter set; returns each part and whether it merged."""
+def merge_parts(adapters: AdapterSet, undo: bool = False, exact: bool = False) -> list[Part]:
+    """Merge (or unmerge) every part of one adapter set; returns each part and whether it merged.
+    `exact`: keep copies of the merged base tensors (unmerge then restores them bit for bit)."""
     ctx, design, parts = adapters.context, adapters.design, []
+    ctx.exact_merge = exact
     for g, group in enumerate(design.groups):
         layers = group_layers(group, ctx.mmap)
         order = attach_order(group.strategies)
@@ -52,20 +56,22 @@ def merge_parts(adapters: AdapterSet, undo: bool = False) -> list[Part]:
     return parts
 
 
-def _fold_all(model: nn.Module, name: str | None, undo: bool) -> list[str]:
+def _fold_all(model: nn.Module, name: str | None, undo: bool, exact: bool = False) -> list[str]:
     names = [name] if name else list(runtime_of(model).active)
     kept = []
     for adapter_name in names:
         adapters = adapters_of(model)[adapter_name]
-        kept += [f"group {p.group} ({p.first}-{p.last}): {p.kept}" for p in merge_parts(adapters, undo) if p.kept]
+        kept += [f"group {p.group} ({p.first}-{p.last}): {p.kept}" for p in merge_parts(adapters, undo, exact) if p.kept]
         if adapters.prompt is not None:
             kept.append("prompt tuning (extra input tokens)")
     return kept
 
 
-def merge(model: nn.Module, name: str | None = None) -> list[str]:
-    """Merge the active adapter (or `name`); returns what could not be merged and still runs as hooks."""
-    return _fold_all(model, name, undo=False)
+def merge(model: nn.Module, name: str | None = None, exact: bool = False) -> list[str]:
+    """Merge the active adapter (or `name`); returns what could not be merged and still runs as hooks.
+    `exact=True` keeps the originals (unmerge restores bit for bit, at the cost of a copy of every
+    merged tensor); by default unmerge recomputes and checks within a tolerance."""
+    return _fold_all(model, name, undo=False, exact=exact)
 
 
 def unmerge(model: nn.Module, name: str | None = None) -> None:

@@ -155,6 +155,7 @@ class BuildContext:
     runtime: Runtime
     name: str  # adapter name
     model: nn.Module
+    exact_merge: bool = False  # set by lamina.merge: keep copies of merged base tensors (bit-exact unmerge)
 
     def projection(self, layer: Layer, site: Site) -> nn.Module:
         return layer.block.get_submodule(site.path)
@@ -247,14 +248,85 @@ def first_tensor(args, kwargs, name: str = "hidden_states") -> torch.Tensor:
     return kwargs.get(name)
 
 
-def fold(owner: nn.Module, key: str, view: torch.Tensor, update: torch.Tensor | None, undo: bool) -> None:
-    """Merge `update` into a base tensor view, keeping the original so unmerge restores it bit for bit.
-    The originals live on the method's module (`owner._folds`); `owner.merged` tells hooks to stand down."""
+@dataclass
+class _Folded:
+    """What a merge remembers of one base tensor: the original (exact mode), or a float64 fingerprint
+    (sum, sum of squares) and, for a rescaling, the factor it multiplied by (lean mode: no copies)."""
+
+    original: torch.Tensor | None
+    fingerprint: tuple[float, float]
+    factor: torch.Tensor | None = None
+
+
+FOLD_TOLERANCE = 1e-5  # lean unmerge: relative change of the fingerprint's sum of squares it accepts
+
+
+def _fingerprint(view: torch.Tensor) -> tuple[float, float]:
+    """float64 sums, a slice at a time (no full-size temporary)."""
+    total = squares = 0.0
+    flat = view.detach().reshape(-1, view.shape[-1]) if view.dim() > 1 else view.detach().reshape(1, -1)
+    for chunk in flat.split(32):
+        chunk = chunk.double()
+        total += float(chunk.sum())
+        squares += float(chunk.pow(2).sum())
+    return total, squares
+
+
+def _remember(owner: nn.Module, key: str, view: torch.Tensor, exact: bool, factor=None) -> None:
+    saved = owner.__dict__.setdefault("_folds", {})
+    saved[key] = _Folded(view.detach().clone() if exact else None, _fingerprint(view), factor)
+    owner.merged = True
+
+
+def _restored(owner: nn.Module, key: str, view: torch.Tensor) -> None:
+    """After a lean unmerge: check the tensor against its fingerprint; a restore outside the tolerance
+    is a clear error (merge with exact=True to restore bit for bit)."""
+    from lamina.errors import LaminaError
+
+    saved = owner.__dict__["_folds"].pop(key)
+    owner.merged = bool(owner.__dict__["_folds"])
+    total, squares = _fingerprint(view)
+    error = abs(squares - saved.fingerprint[1]) / max(abs(saved.fingerprint[1]), 1e-30)
+    if error > FOLD_TOLERANCE:
+        raise LaminaError(f"unmerge restored a base tensor ({key}) only to a relative error of {error:.2e} "
+                          f"(tolerance {FOLD_TOLERANCE:.0e}); merge with exact=True to restore bit for bit")
+
+
+def fold(owner: nn.Module, key: str, view: torch.Tensor, update, undo: bool, exact: bool = False) -> None:
+    """Merge: base view += update. `update` is a tensor, or a function `add(view, sign)` that adds
+    sign·update in place (LoRA uses addmm_, so no full-size temporary exists). `exact` keeps a copy of
+    the original so unmerge restores it bit for bit; otherwise only a fingerprint is kept and unmerge
+    subtracts the update (recomputed by the caller) and checks the fingerprint. The records live on the
+    method's module; `owner.merged` tells hooks to stand down while anything is folded."""
+    saved = owner.__dict__.setdefault("_folds", {})
+    add = update if callable(update) else (lambda v, sign: v.add_(update.to(v.dtype), alpha=sign))
+    with torch.no_grad():
+        if not undo and key not in saved:
+            _remember(owner, key, view, exact)
+            add(view, 1.0)
+        elif undo and key in saved:
+            if saved[key].original is not None:
+                view.copy_(saved.pop(key).original)
+                owner.merged = bool(saved)
+            else:
+                add(view, -1.0)
+                _restored(owner, key, view)
+
+
+def fold_scale(owner: nn.Module, key: str, view: torch.Tensor, factor: torch.Tensor, undo: bool, exact: bool = False) -> None:
+    """Merge a rescaling: base view *= factor (broadcast), in place. Lean mode remembers the factor (a
+    vector), so unmerge divides by exactly what was multiplied."""
     saved = owner.__dict__.setdefault("_folds", {})
     with torch.no_grad():
         if not undo and key not in saved:
-            saved[key] = view.detach().clone()
-            view.add_(update.to(view.dtype))
+            factor = factor.detach().to(view.dtype)
+            exact = exact or bool((factor == 0).any())  # a zero factor cannot be divided out again
+            _remember(owner, key, view, exact, None if exact else factor.clone())
+            view.mul_(factor)
         elif undo and key in saved:
-            view.copy_(saved.pop(key))
-    owner.merged = bool(saved)
+            if saved[key].original is not None:
+                view.copy_(saved.pop(key).original)
+                owner.merged = bool(saved)
+            else:
+                view.div_(saved[key].factor)
+                _restored(owner, key, view)

@@ -75,7 +75,7 @@ class BitFitMethod(Method):
         for target, deltas, key, site in targets:
             bias = target.bias.data
             view = bias[site.out_slice(bias.shape[0])] if site is not None else bias
-            fold(module, f"{id(deltas)}.{key}", view, deltas[key].detach(), undo)
+            fold(module, f"{id(deltas)}.{key}", view, deltas[key].detach(), undo, exact=ctx.exact_merge)
         return None
 
 

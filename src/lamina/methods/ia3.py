@@ -15,7 +15,7 @@ from torch import nn
 
 from lamina.arch import Layer, in_out
 from lamina.errors import DesignError, LaminaError
-from lamina.methods.base import BuildContext, Method, Stage, Strategy, fold, layer_dtype
+from lamina.methods.base import BuildContext, Method, Stage, Strategy, fold_scale, layer_dtype
 from lamina.methods.peft_codec import PeftCodec, PeftModule, lamina_targets, tensor
 
 FFN = "ffn"  # the FFN's inner activation (= the input of ffn_out)
@@ -87,16 +87,15 @@ class IA3Method(Method):
                 weight = proj.weight.data
                 key = f"{layer.index}.{_key(site, scales_input)}"
                 if scales_input:  # W·diag(l): scale the input columns
-                    factor = (vector - 1).unsqueeze(1) if conv1d else (vector - 1).unsqueeze(0)
-                    fold(module, key + ".w", weight, weight * factor, undo)
+                    fold_scale(module, key + ".w", weight, vector.unsqueeze(1) if conv1d else vector.unsqueeze(0),
+                               undo, exact=ctx.exact_merge)
                     continue
                 sl = site.out_slice(weight.shape[1] if conv1d else weight.shape[0])
                 view = weight[:, sl] if conv1d else weight[sl, :]
-                factor = (vector - 1).unsqueeze(0) if conv1d else (vector - 1).unsqueeze(1)
-                fold(module, key + ".w", view, view * factor, undo)
+                fold_scale(module, key + ".w", view, vector.unsqueeze(0) if conv1d else vector.unsqueeze(1), undo,
+                           exact=ctx.exact_merge)
                 if getattr(proj, "bias", None) is not None:
-                    bias = proj.bias.data[sl]
-                    fold(module, key + ".b", bias, bias * (vector - 1), undo)
+                    fold_scale(module, key + ".b", proj.bias.data[sl], vector, undo, exact=ctx.exact_merge)
         return None
 
 

@@ -64,7 +64,7 @@ class LayerNormMethod(Method):
             deltas = module[str(layer.index)]
             for path, norm in ctx.mmap.norms(layer):
                 key = path.replace(".", "-")
-                fold(module, f"{layer.index}.{key}.w", norm.weight.data, deltas[f"{key}-weight"].detach(), undo)
+                fold(module, f"{layer.index}.{key}.w", norm.weight.data, deltas[f"{key}-weight"].detach(), undo, exact=ctx.exact_merge)
                 if f"{key}-bias" in deltas:
-                    fold(module, f"{layer.index}.{key}.b", norm.bias.data, deltas[f"{key}-bias"].detach(), undo)
+                    fold(module, f"{layer.index}.{key}.b", norm.bias.data, deltas[f"{key}-bias"].detach(), undo, exact=ctx.exact_merge)
         return None

@@ -19,7 +19,7 @@ from torch import nn
 from lamina.arch import Layer, in_out
 from lamina.errors import DesignError, LaminaError
 from lamina.methods.peft_codec import PeftCodec, PeftModule, compact_targets, lamina_targets, patterns, peft_matchers, tensor
-from lamina.methods.base import BuildContext, Gate, Method, Stage, Strategy, add_to_slice, fold, layer_dtype
+from lamina.methods.base import BuildContext, Gate, Method, Stage, Strategy, add_to_slice, fold, fold_scale, layer_dtype
 
 
 class LoRA(Strategy):
@@ -152,12 +152,22 @@ class LoRAMethod(Method):
                 for site in ctx.mmap.sites(layer, target):
                     view, conv1d = weight_view(ctx.projection(layer, site), site)
                     delta = module[str(layer.index)][site.key]
-                    update = delta.weight_delta(strategy.scaling)
+                    key = f"{layer.index}.{site.key}"
+                    if conv1d:  # [in, out] += s·(B·A)ᵀ = s·Aᵀ·Bᵀ, in place
+                        def update(v, sign, d=delta):
+                            v.addmm_(d.A.t().to(v.dtype), d.B.t().to(v.dtype), alpha=sign * strategy.scaling)
+                    else:  # [out, in] += s·B·A, in place
+                        def update(v, sign, d=delta):
+                            v.addmm_(d.B.to(v.dtype), d.A.to(v.dtype), alpha=sign * strategy.scaling)
+                    if strategy.dora and undo:  # reverse order: the magnitude rescaling first
+                        fold_scale(module, key + ".dora", view, None, True)
+                    fold(module, key, view, update, undo, exact=ctx.exact_merge)
                     if strategy.dora and not undo:
+                        # W' = (m / ‖W + sBA‖) ⊙ (W + sBA): the view now holds W + sBA
                         weight = view.t() if conv1d else view
-                        merged = dora_scale(delta, weight, strategy.scaling).unsqueeze(1) * (weight + update.to(weight.dtype))
-                        update = merged - weight
-                    fold(module, f"{layer.index}.{site.key}", view, update.t() if conv1d else update, undo)
+                        factor = (delta.magnitude / weight.norm(p=2, dim=1)).detach()
+                        fold_scale(module, key + ".dora", view, factor.unsqueeze(0) if conv1d else factor.unsqueeze(1),
+                                   False, exact=ctx.exact_merge)
         return None
 
 
