@@ -4,10 +4,10 @@
 Two phases, so that no choice is tuned on the reported dev set:
 
 * `--phase holdout`: train on part of the training data and score on a held-out slice of *training*
-  data (SST-2: 1,600 / 400 of a fixed random 2,000 rows; RTE: 2,000 / 490 of its 2,490 rows). The variants
-  of the suggestion (signal, candidate methods) are compared here.
-* `--phase dev`: train on the whole subset (SST-2: the 2,000 rows; RTE: all 2,490) and score on the
-  original dev set, for LoRA and the variant the holdout phase picked.
+  data (SST-2, STS-B: 1,600 / 400 of a fixed random 2,000 rows; RTE: 2,000 / 490 of its 2,490 rows). The
+  variants of the suggestion (signal, candidate methods) are compared here.
+* `--phase dev`: train on the whole subset (SST-2, STS-B: the 2,000 rows; RTE: all 2,490) and score on
+  the original dev set, for LoRA and the variant the holdout phase picked.
 
 Each run is `lamina.train.train` in its own process with 1 torch thread; `auto:` designs run their probe
 inside it (at most 2 % of the run's steps; its cost is in results.json "suggest"). Rows are appended to
@@ -29,9 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "glue"
-FOLDERS = {"sst2": "SST-2", "rte": "RTE"}
-SUBSET = {"sst2": 2000, "rte": None}  # rows drawn (seed 0) from train.tsv; None = all
-HOLDOUT = {"sst2": 400, "rte": 490}  # rows of the subset held out in the holdout phase
+FOLDERS = {"sst2": "SST-2", "stsb": "STS-B", "rte": "RTE"}
+SUBSET = {"sst2": 2000, "stsb": 2000, "rte": None}  # rows drawn (seed 0) from train.tsv; None = all
+HOLDOUT = {"sst2": 400, "stsb": 400, "rte": 490}  # rows of the subset held out in the holdout phase
 TRAIN = dict(epochs=3, batch_size=16, max_length=128, lr=1e-3, seed=0)
 
 
@@ -92,10 +92,10 @@ def run_one(task: str, design: str, phase: str, work: Path) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--phase", choices=("holdout", "dev"), required=True)
-    parser.add_argument("--tasks", nargs="+", default=list(FOLDERS), choices=list(FOLDERS))
+    parser.add_argument("--tasks", nargs="+", default=["sst2", "stsb"], choices=list(FOLDERS))
     parser.add_argument("--designs", nargs="+", required=True)
     parser.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "suggest_check")
-    parser.add_argument("--json", type=Path, default=ROOT / "docs" / "suggest_check.json")
+    parser.add_argument("--json", type=Path, default=ROOT / "docs" / "suggest" / "check.json")
     args = parser.parse_args(argv)
     rows = json.loads(args.json.read_text()) if args.json.is_file() else []
     for task in args.tasks:

@@ -23,7 +23,7 @@ from lamina.suggest.probe import ProbeResult
 from test_train import make_model_dir, write_sst2
 
 runner = CliRunner()
-BUDGET = "5%"  # tiny models have ~60K parameters: 0.5 % would not pay for one cell
+BUDGET = "20%"  # tiny models have ~33K parameters: at 0.5 % not even one cell fits, at 5 % only fixed-cost ones
 
 
 def classifier(family: str, seed: int = 0):
@@ -146,6 +146,22 @@ def test_auto_strings():
             parse_auto(bad)
 
 
+def test_one_candidate_method_gives_its_uniform_design():
+    """Each sized cell costs one uniform slot (budget / layers), so with LoRA the only candidate the
+    suggestion is exactly `lora:budget=...`: it departs from a uniform design only where signals differ."""
+    model = classifier("llama")
+    s = suggest_from_batches(model, labelled_batches("llama"), BUDGET, methods="lora", seed=0)
+    uniform = lamina.apply(model, f"lora:budget={BUDGET}", dry_run=True).design
+    assert [(g.first, g.last) for g in s.design.groups] == [(0, tiny.LAYERS - 1)]
+    assert s.design.groups[0].strategies == uniform.groups[0].strategies
+
+
+def test_fixed_cost_methods_alone_leave_part_of_the_budget_with_a_note():
+    s = suggest_from_batches(classifier("bert"), labelled_batches("bert"), BUDGET, methods="bitfit+ln", seed=0)
+    assert s.allocation.budget is None and any("only fixed-cost methods" in n for n in s.notes)
+    assert {m for _, m in s.allocation.chosen} == {"bitfit", "ln"}
+
+
 def test_budget_too_small_for_any_cell_is_an_error():
     with pytest.raises(DesignError, match="too small for any cell"):
         suggest_from_batches(classifier("bert"), labelled_batches("bert"), 10)
@@ -225,7 +241,7 @@ def test_auto_design_in_a_training_run(tiny_data, tmp_path):
 
     model, data = tiny_data
     out = tmp_path / "run"
-    auto = "auto:budget=5%,methods=lora+adapter+bitfit"
+    auto = "auto:budget=20%,methods=lora+adapter+bitfit"
     results = train(model, "sst2", auto, data, out, max_steps=150, batch_size=4, max_length=16, lr=1e-2,
                     eval_steps=75, progress=False, seed=5)
     s = results["suggest"]
@@ -253,7 +269,7 @@ def test_auto_design_on_a_run_too_short_for_a_probe(tiny_data, tmp_path):
 
     model, data = tiny_data
     with pytest.raises(LaminaError, match="less than one probe batch"):
-        train(model, "sst2", "auto:budget=5%", data, tmp_path / "short", epochs=1, batch_size=16, progress=False)
+        train(model, "sst2", "auto:budget=20%", data, tmp_path / "short", epochs=1, batch_size=16, progress=False)
     assert not (tmp_path / "short").exists()
 
 

@@ -31,7 +31,7 @@ def suggest_cmd(
     max_length: int = typer.Option(128, "--max-length", help="max tokens per example (use the training run's)"),
     train_limit: int = typer.Option(None, "--train-limit", help="use only the first N training examples"),
     seed: int = typer.Option(0, "--seed", help="seed of the probe's batches and initialisation"),
-    signal: str = typer.Option("adam", "--signal", help="cell value: adam | grad2 | fisher | taylor"),
+    signal: str = typer.Option("fisher", "--signal", help="cell value: fisher | adam | grad2 | taylor"),
     prior: str = typer.Option("none", "--prior", help="layer prior: none | depth | change"),
 ):
     """Probe every candidate method in every layer on a few training mini-batches, spend the budget on the

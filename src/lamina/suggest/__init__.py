@@ -5,7 +5,7 @@
     suggestion.save("runs/sst2-suggest")   # design.yaml, signals.json, suggest.md, heatmap.png
 
 and, in a training run, the design string `auto:budget=0.5%[,methods=lora+adapter,probe_steps=N,seed=S,
-signal=adam,prior=none]`: the probe runs on the run's own tokenised training data (same batch size and
+signal=fisher,prior=none]`: the probe runs on the run's own tokenised training data (same batch size and
 max length), at most 2 % of the run's planned optimizer steps, and its evidence goes to
 `<output_dir>/suggest/`.
 
@@ -90,7 +90,7 @@ def parse_auto(text: str) -> dict:
     name, _, rest = text.strip().partition(":")
     if name.strip() != "auto":
         raise DesignError(f"'{text}' is not an auto design (auto:budget=0.5%,...)")
-    options = {"budget": "0.5%", "methods": None, "probe_steps": None, "seed": None, "signal": "adam", "prior": "none"}
+    options = {"budget": "0.5%", "methods": None, "probe_steps": None, "seed": None, "signal": "fisher", "prior": "none"}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, eq, value = item.partition("=")
         key, value = key.strip(), value.strip()
@@ -146,7 +146,7 @@ def probe_steps_for(planned: int | None, requested: int | None = None) -> int:
 # --------------------------------------------------------------------------- the three entry points
 
 
-def suggest_from_batches(model, batches, budget="0.5%", *, methods=None, seed: int = 0, signal: str = "adam",
+def suggest_from_batches(model, batches, budget="0.5%", *, methods=None, seed: int = 0, signal: str = "fisher",
                          prior: str = "none", options: dict | None = None) -> Suggestion:
     """The core: probe `model` (a fresh copy; left as it was) on `batches` (dicts of tensors with labels),
     allocate `budget` (a count or a percentage of the base without its head) and return the suggestion."""
@@ -168,7 +168,7 @@ def suggest_from_batches(model, batches, budget="0.5%", *, methods=None, seed: i
 
 def suggest(model, task, data_dir=None, budget="0.5%", *, methods=None, probe_steps: int | None = None,
             for_steps: int | None = None, seed: int = 0, batch_size: int = 32, max_length: int = 128,
-            doc_stride: int = 128, train_limit: int | None = None, signal: str = "adam", prior: str = "none",
+            doc_stride: int = 128, train_limit: int | None = None, signal: str = "fisher", prior: str = "none",
             output_dir=None) -> Suggestion:
     """Suggest a design for training `model` (HF id or folder) on `task`'s training split in `data_dir`.
     The probe plans for a run of `for_steps` optimizer steps (default: `lamina train`'s 3 epochs at

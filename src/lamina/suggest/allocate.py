@@ -2,8 +2,12 @@
 per parameter, group consecutive layers with equal choices, and let the budget solver size them.
 
 The rule, and why:
-- value of a cell = its probe signal (default `adam`: the loss decrease one Adam step of unit learning
-  rate would bring from the cell's parameters, noise removed), times an optional layer prior;
+- value of a cell = its probe signal, times an optional layer prior. Default signal `fisher`: the sum
+  over the cell's parameters of the mean squared mini-batch gradient (the empirical Fisher trace, and
+  the expected first-order decrease of a batch's loss under an SGD step on it, per unit learning rate).
+  The noise-corrected signals (`grad2`, `adam`) are better defined but, measured on MiniLM, a probe of
+  2 % of a run is far too short to estimate them: their designs changed with the seed, Fisher's did not
+  (docs/suggest.md);
 - cost of a cell = its exact parameter count at the probe size, which for a sized method is the size a
   uniform design of that method alone gets at this budget (one "slot": budget / layers), so a cell is
   valued at about the size it will train with;
@@ -54,7 +58,7 @@ def layer_prior(result: ProbeResult, prior: str) -> dict[int, float]:
     return dict.fromkeys(result.layers, 1.0)
 
 
-def allocate(result: ProbeResult, model, target: int, budget_spec, *, signal: str = "adam",
+def allocate(result: ProbeResult, model, target: int, budget_spec, *, signal: str = "fisher",
              prior: str = "none", name: str = "auto") -> Allocation:
     """Choose cells greedily by value per parameter within `target` parameters (without the head) and
     return the grouped design, sized by the budget solver to `budget_spec` (a count or a percentage)."""

@@ -24,7 +24,7 @@ from lamina.design import Design, DesignError
 from lamina.suggest.candidates import is_sized, size_of, strategy
 
 PROBE_NAME = "lamina-probe"
-SIGNALS = ("adam", "grad2", "fisher", "taylor")
+SIGNALS = ("fisher", "grad2", "adam", "taylor")
 
 
 @dataclass
@@ -63,7 +63,8 @@ def available_methods(model: nn.Module, methods: tuple[str, ...]) -> tuple[tuple
 
 
 def probe_sizes(model: nn.Module, methods, target) -> dict[str, int]:
-    """Each sized method's size in a uniform design of that method alone at `target` (at least 1)."""
+    """Each sized method's size in a uniform design of that method alone at `target` (at least 1), one
+    less where the solver rounded up past the target, so that one such cell per layer fits the budget."""
     import lamina
 
     last = map_model(model).num_layers - 1
@@ -74,8 +75,10 @@ def probe_sizes(model: nn.Module, methods, target) -> dict[str, int]:
         uniform = Design.from_dict({"groups": [{"layers": [0, last], "strategies": [strategy(method)]}],
                                     "budget": {"target": target}})
         try:
-            solved = lamina.apply(model, uniform, dry_run=True).design.to_dict()["groups"][0]["strategies"][0]
-            sizes[method] = max(1, int(size_of(solved)))
+            report = lamina.apply(model, uniform, dry_run=True)
+            size = int(size_of(report.design.to_dict()["groups"][0]["strategies"][0]))
+            over = report.budget["achieved"] > report.budget["target"]
+            sizes[method] = max(1, size - 1 if over else size)
         except DesignError:  # the budget is below size 1 in every layer: probe at size 1
             sizes[method] = 1
     return sizes
