@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from report_file import publish
+
 
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
@@ -98,13 +100,7 @@ def main() -> None:
             verdicts.append(f"LoRA: step memory {extra:.2f}x (goal <= 0.5x: {'met' if extra <= 0.5 else 'NOT met'}), total peak "
                             f"{total:.2f}x, step time {step:.2f}x (goal <= 1.4x: {'met' if step <= 1.4 else 'NOT met'}).")
     text = "\n".join(lines + [""] + verdicts) + "\n"
-    print(text)
-    if args.markdown:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-        from lamina.util import atomic_write_text
-
-        atomic_write_text(args.markdown, "# Gradient checkpointing\n\n`.venv/bin/python bench/bench_checkpointing.py "
-                          + " ".join(sys.argv[1:]) + "`\n\n" + text)
+    publish(text, "Gradient checkpointing", args.markdown)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from report_file import publish
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "src" / "lamina" / "data" / "configs" / "llama-70b.json"
 # what any tool that reads a config pays: the Auto classes' lazy import structure, then Llama's code
@@ -69,12 +71,7 @@ def main() -> None:
               f"Llama modelling code ({llama_s:.3f} s; target <= +1.5 s: {'met' if extra <= 1.5 else 'NOT met'}), "
               f"{params_s - auto_s:+.3f} s beyond reaching it through the Auto classes ({auto_s:.3f} s)."]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        sys.path.insert(0, str(ROOT / "src"))
-        from lamina.util import atomic_write_text
-
-        atomic_write_text(args.markdown, f"# CLI start-up\n\n`{' '.join(['.venv/bin/python', 'bench/bench_cli_startup.py'] + sys.argv[1:])}`\n\n" + text)
+    publish(text, "CLI start-up", args.markdown)
 
 
 if __name__ == "__main__":

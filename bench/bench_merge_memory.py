@@ -22,6 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from report_file import publish
+
 DESIGN = "lora:r=8,targets=q+k+v+o+ffn_in+ffn_out"
 
 
@@ -84,13 +86,7 @@ def main() -> None:
     lines += ["", f"Lean-mode peak extra memory {lean['peak_extra_bytes'] / lean['merged_bytes']:.2%} of the merged tensors' "
               f"size (goal <= 5 %): {'met' if lean['peak_extra_bytes'] <= 0.05 * lean['merged_bytes'] else 'NOT met'}."]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.markdown:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-        from lamina.util import atomic_write_text
-
-        atomic_write_text(args.markdown, "# Merge memory\n\n`.venv/bin/python bench/bench_merge_memory.py "
-                          + " ".join(sys.argv[1:]) + "`\n\n" + text)
+    publish(text, "Merge memory", args.markdown)
 
 
 if __name__ == "__main__":

@@ -38,22 +38,11 @@ def fully_mergeable(family):
 
 
 
-def perturb(model, seed=3):
-    """Move every trained tensor (stands in for training; B and adapter up-projections start at zero)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn(p.shape, generator=g) * 0.05)
 
+logits = tiny.padded_logits
+perturb = tiny.perturb
 
-def logits(model, family):
-    with torch.no_grad():
-        return tiny.logits(model, tiny.batch(family, pad_last=2))
-
-
-def base_state(model):
-    return {k: v.clone() for k, v in model.state_dict().items() if not k.startswith(CONTAINER)}
+base_state = tiny.base_state
 
 
 def restored(model, before, exact):

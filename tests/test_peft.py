@@ -42,16 +42,9 @@ TASK = {"t5": "SEQ_2_SEQ_LM"}
 
 
 
-def logits(model, family):
-    with torch.no_grad():
-        return tiny.logits(model, tiny.batch(family, pad_last=2))
+logits = tiny.padded_logits
+perturb = tiny.perturb
 
-
-def perturb(params, seed=3):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in params:
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
 
 
 def base_dir(tmp_path, family):

@@ -19,16 +19,9 @@ KV = {"bert": ["key", "value"], "roberta": ["key", "value"], "deberta-v2": ["key
       "t5": ["k", "v"], "gpt2": ["c_attn"], "llama": ["k_proj", "v_proj"]}
 
 
-def logits(model, family):
-    with torch.no_grad():
-        return tiny.logits(model, tiny.batch(family, pad_last=2))
+logits = tiny.padded_logits
+perturb = tiny.perturb
 
-
-def perturb(params, seed=3):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in params:
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
 
 
 def base_and_adapter(tmp_path, family, design):

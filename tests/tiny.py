@@ -57,3 +57,25 @@ def batch(family: str, seed: int = 1, size: int = 2, length: int = 9, pad_last: 
 
 def logits(m, inputs):
     return m(**inputs).logits
+
+
+def perturb(model_or_params, seed: int = 3) -> None:
+    """Move every trained tensor (stands in for training: LoRA B and adapter up-projections start at
+    zero). Takes a model (its trainable parameters) or an iterable of parameters."""
+    params = model_or_params.parameters() if isinstance(model_or_params, torch.nn.Module) else model_or_params
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in params:
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def padded_logits(m, family: str):
+    """Logits of a fixed batch whose last row is padded, without gradients."""
+    with torch.no_grad():
+        return logits(m, batch(family, pad_last=2))
+
+
+def base_state(m) -> dict:
+    """Copies of the base model's own tensors (lamina's adapter tensors left out)."""
+    return {k: v.clone() for k, v in m.state_dict().items() if not k.startswith("lamina_adapters")}
