@@ -1,31 +1,29 @@
 """Everything train and eval share: which task and files, which model class, how examples become
-features, and how predictions become metrics. Plus the two post-training entry points:
+features, and how predictions become metrics (all asked of the task's kind, `lamina.tasks.kind`). Plus
+the two post-training entry points:
 
 - `evaluate_adapter(adapter_dir, task)`: base model named in the adapter's design.json (or `model=`),
   `lamina.load`, metrics on a split;
-- `predict_file(adapter_dir, input)`: label + score per line of a .jsonl/.csv file (fields text/text_pair).
+- `predict_file(adapter_dir, input)`: one row per line of a .jsonl/.csv file, as the task's kind writes it
+  (a label and its probability, a score, an answer span, a generation).
 
-Evaluation here is a plain no-grad loop over the same features and the same metric functions that the
-Trainer uses during training, so the number a saved adapter gets back equals its best-checkpoint number.
+Evaluation here runs the kind's own scoring over the same features that the Trainer scored during
+training, so the number a saved adapter gets back equals its best-checkpoint number.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lamina.errors import LaminaError
-from lamina.tasks import (
-    TaskError, TaskSpec, bundled_sst2_dir, compute_metrics, encode_classification, get_task, load_examples,
-    load_squad, load_text_classification, model_inputs, postprocess_predictions, prepare_eval_features,
-    prepare_train_features, split_by_article, squad_metrics, text_task_spec,
-)
-from lamina.tasks.registry import _is_generic_text
-
-SQUAD_DEV_SPLIT = dict(dev_fraction=0.2, seed=0)  # used only when a SQuAD folder has no train file
+from lamina.tasks import TaskError, TaskSpec, bundled_sst2_dir, get_task
+from lamina.tasks.base import DataFiles, data_source
+from lamina.tasks.kind import EvalSet, TaskOptions, by_length, run_model  # noqa: F401  (re-exported)
+from lamina.tasks.kinds import data_task_kind, for_model, get_kind, kinds
 
 
 def default_model() -> str:
@@ -41,47 +39,44 @@ def default_model() -> str:
 # --------------------------------------------------------------------------- tasks and files
 
 
-def resolve_task(task: str | TaskSpec, data_dir=None) -> tuple[TaskSpec, Path]:
-    """The task spec and the data path. sst2 defaults to the bundled sample; `text` (your own
-    .jsonl/.csv files) reads its label set from the train file in `data_dir`."""
+def resolve_task(task: str | TaskSpec, data_dir=None) -> tuple[TaskSpec, Path | DataFiles]:
+    """The task spec and the data (a folder, a file, or `{split: file}` given as a dict / DataFiles).
+    sst2 defaults to the bundled sample; the own-files tasks of a kind (`text`, `seq2seq`, `sft`) read
+    their spec from the data."""
+    own = data_task_kind(task)
     if data_dir is None:
-        spec = task if isinstance(task, TaskSpec) else (None if _is_generic_text(task) else get_task(task))
+        spec = task if isinstance(task, TaskSpec) else (None if own else get_task(task))
         if spec is not None and spec.name == "sst2":
             return spec, bundled_sst2_dir()
         raise LaminaError(f"task {getattr(spec, 'name', task)!r} needs a data folder (--data-dir)")
-    path = Path(data_dir).expanduser()
-    if not path.exists():
-        raise TaskError.at(path, "data folder not found")
-    if _is_generic_text(task):
-        return text_task_spec(path), path
-    return get_task(task), path
+    data = data_source(data_dir)
+    missing = data.missing() if isinstance(data, DataFiles) else (None if data.exists() else data)
+    if missing is not None:
+        raise TaskError.at(missing, "data folder not found" if missing == data else "file not found")
+    if own is not None:
+        return own.spec_from_data(data), data
+    return get_task(task), data
 
 
-def _squad_files(path: Path) -> tuple[Path | None, Path]:
-    """(train file or None, dev file) of a SQuAD folder; a single file counts as the dev file."""
-    if path.is_file():
-        return None, path
-    train, dev = path / "train-v1.1.json", path / "dev-v1.1.json"
-    if not dev.is_file():
-        raise TaskError.at(dev, "file not found")
-    return (train if train.is_file() else None), dev
+def task_without_data(task: str | None, model) -> TaskSpec:
+    """The spec a saved adapter predicts with: the named task (own-files tasks: their kind's placeholder),
+    else the kind that claims the model; recast for the model like training did."""
+    if isinstance(task, TaskSpec):
+        spec = task
+    elif task:
+        own = data_task_kind(task)
+        spec = own.placeholder_spec() if own is not None else get_task(task)
+    else:
+        kind = next((k for k in kinds().values() if k.claims(model)), None)
+        if kind is None:
+            raise LaminaError(f"cannot tell which task a {type(model).__name__} is for; pass --task")
+        spec = kind.placeholder_spec(getattr(model.config, "num_labels", 2))
+    return for_model(spec, model.config)
 
 
-def load_split(spec: TaskSpec, path: Path, split: str, limit: int | None = None) -> tuple[list[dict], str | None]:
-    """Examples of one split, plus a note when the data had to be derived (SQuAD without a train file:
-    the dev file is split by article, 80 % train / 20 % validation, seed 0, so no context leaks)."""
-    if spec.kind == "qa":
-        train_file, dev_file = _squad_files(path)
-        key = spec.resolve_split(split)
-        if train_file is not None:
-            return load_examples(spec, train_file if key == "train" else dev_file, limit=limit), None
-        part = split_by_article(load_squad(dev_file), **SQUAD_DEV_SPLIT)[0 if key == "train" else 1]
-        note = (f"no train-v1.1.json: {dev_file.name} split by article (dev_fraction "
-                f"{SQUAD_DEV_SPLIT['dev_fraction']}, seed {SQUAD_DEV_SPLIT['seed']}); this is the {key} part")
-        return (part if limit is None else part[:limit]), note
-    if path.is_file() and spec.family == "glue":
-        raise TaskError.at(path, f"{spec.name}: give the GLUE folder (or the task folder), not a file")
-    return load_examples(spec, path, split, limit=limit), None
+def load_split(spec: TaskSpec, path, split: str, limit: int | None = None) -> tuple[list[dict], str | None]:
+    """Examples of one split, plus a note when the data had to be derived (see the kind's load_split)."""
+    return spec.type.load_split(spec, data_source(path), split, limit)
 
 
 def check_not_empty(examples: list[dict], what: str) -> None:
@@ -92,51 +87,51 @@ def check_not_empty(examples: list[dict], what: str) -> None:
 # --------------------------------------------------------------------------- model and features
 
 
-def _model_class_and_kwargs(spec: TaskSpec):
-    import transformers as T
-
-    if spec.kind == "qa":
-        return T.AutoModelForQuestionAnswering, {}
-    kwargs: dict = {"num_labels": spec.num_labels}
-    if spec.kind == "regression":
-        kwargs["problem_type"] = "regression"
-    else:
-        kwargs["id2label"] = spec.id2label
-        kwargs["label2id"] = {name: i for i, name in spec.id2label.items()}
-        kwargs["problem_type"] = "single_label_classification"
-    return T.AutoModelForSequenceClassification, kwargs
-
-
 def _load_error(what: str, name: str, err: Exception) -> LaminaError:
     return LaminaError(f"cannot load {what} '{name}': {str(err).strip().splitlines()[0]}")
+
+
+def model_config(model_name_or_path: str, **kwargs):
+    import transformers as T
+
+    try:
+        return T.AutoConfig.from_pretrained(model_name_or_path, **kwargs)
+    except (OSError, ValueError, KeyError) as err:
+        raise _load_error("model", model_name_or_path, err) from None
+
+
+def task_for_model(spec: TaskSpec, model_name_or_path: str) -> TaskSpec:
+    """`spec` as the model trains it (a kind may adopt another kind's task, e.g. GLUE as text-to-text on T5)."""
+    return for_model(spec, model_config(model_name_or_path))
+
+
+def meta_model_for(spec: TaskSpec, config):
+    """The model skeleton a task trains on `config`, on the meta device (shapes only)."""
+    from lamina.arch import family_of
+
+    family_of(config)  # unsupported model types fail here, naming the supported ones
+    spec = for_model(spec, config)
+    cls, kwargs = spec.type.model_class(spec, config)
+    config = copy.deepcopy(config)
+    config.update(kwargs)
+    with torch.device("meta"):
+        return cls.from_config(config)
 
 
 def check_design(model_name_or_path: str, spec: TaskSpec, design):
     """Resolve and check the design on a weightless (meta) copy of the model before any weights load,
     so a bad design or model path fails in a second. Returns the dry-run report."""
-    import transformers as T
-
     import lamina
 
-    cls, kwargs = _model_class_and_kwargs(spec)
-    try:
-        config = T.AutoConfig.from_pretrained(model_name_or_path, **kwargs)
-    except (OSError, ValueError, KeyError) as err:
-        raise _load_error("model", model_name_or_path, err) from None
-    from lamina.arch import family_of
-
-    family_of(config)  # unsupported model types fail here, naming the supported ones
-    with torch.device("meta"):
-        skeleton = cls.from_config(config)
+    skeleton = meta_model_for(spec, model_config(model_name_or_path))
     return lamina.apply(skeleton, design, dry_run=True)
 
 
 def load_model(model_name_or_path: str, spec: TaskSpec):
-    """(model, tokenizer) for a task: AutoModelForQuestionAnswering for QA, otherwise
-    AutoModelForSequenceClassification sized and labelled by the task spec (1 output for regression)."""
+    """(model, tokenizer) for a task: the class and head its kind asks for."""
     import transformers as T
 
-    cls, kwargs = _model_class_and_kwargs(spec)
+    cls, kwargs = spec.type.model_class(spec, model_config(model_name_or_path))
     try:
         tokenizer = T.AutoTokenizer.from_pretrained(model_name_or_path)
         model = cls.from_pretrained(model_name_or_path, **kwargs)
@@ -148,63 +143,11 @@ def load_model(model_name_or_path: str, spec: TaskSpec):
     return model, tokenizer
 
 
-def encode(spec: TaskSpec, examples: list[dict], tokenizer, max_length: int, stride: int, train: bool) -> list[dict]:
-    """Model features. QA: windowed (train: with answer positions; eval: with example_id/offsets)."""
-    if spec.kind != "qa":
-        return encode_classification(examples, tokenizer, spec, max_length=max_length)
-    stride = min(stride, max_length // 2)
-    prepare = prepare_train_features if train else prepare_eval_features
-    return prepare(examples, tokenizer, max_length=max_length, stride=stride)
-
-
-def qa_metrics(examples: list[dict], features: list[dict], start_logits, end_logits) -> dict[str, float]:
-    """SQuAD v1.1 EM/F1 (percent) from per-window logits (rows may be right-padded)."""
-    predictions = postprocess_predictions(examples, features, start_logits, end_logits)
-    return squad_metrics(predictions, examples)
-
-
-def task_metrics(spec: TaskSpec, examples, features, outputs) -> dict[str, float]:
-    """Metrics from model outputs: logits (classification/regression) or (start, end) logits (QA)."""
-    if spec.kind == "qa":
-        return qa_metrics(examples, features, outputs[0], outputs[1])
-    return compute_metrics(spec, outputs, [f["labels"] for f in features])
-
-
-def by_length(features: list[dict]) -> list[int]:
-    """Indices of `features` from shortest to longest (stable): batches of similar lengths waste
-    little compute on padding."""
-    return sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-
-
-@torch.no_grad()
-def run_model(model, tokenizer, features: list[dict], batch_size: int = 64):
-    """Forward every feature (eval mode, no grad) in batches of similar length; logits as numpy in the
-    order of `features`, QA as (start, end) right-padded to the longest window."""
-    from transformers import DataCollatorWithPadding
-
-    collate = DataCollatorWithPadding(tokenizer)
-    model.eval()
-    device = next(model.parameters()).device
-    order = by_length(features)
-    inputs = model_inputs([features[i] for i in order])
-    outs: list[list[np.ndarray]] = []
-    for i in range(0, len(inputs), batch_size):
-        batch = collate([{k: v for k, v in f.items() if k not in ("labels", "start_positions", "end_positions")}
-                         for f in inputs[i:i + batch_size]])
-        out = model(**{k: v.to(device) for k, v in batch.items()})
-        parts = [out.start_logits, out.end_logits] if hasattr(out, "start_logits") else [out.logits]
-        outs.append([p.float().cpu().numpy() for p in parts])
-    if not outs:
-        return np.zeros((0,))
-    restore = np.argsort(np.asarray(order))  # sorted position of each original feature
-    merged = []
-    for j in range(len(outs[0])):
-        rows = [o[j] for o in outs]
-        if rows[0].ndim == 2 and len(outs[0]) == 2:  # QA logits: pad to the longest batch
-            width = max(r.shape[1] for r in rows)
-            rows = [np.pad(r, ((0, 0), (0, width - r.shape[1])), constant_values=-1e4) for r in rows]
-        merged.append(np.concatenate(rows)[restore])
-    return tuple(merged) if len(merged) == 2 else merged[0]
+def encode(spec: TaskSpec, examples: list[dict], tokenizer, max_length: int, stride: int = 128, train: bool = False,
+           options: TaskOptions | None = None) -> list[dict]:
+    """Model features, as the task's kind makes them (QA: windows; generation: source/target ids)."""
+    options = options or TaskOptions(max_length=max_length, doc_stride=stride)
+    return spec.type.encode(spec, examples, tokenizer, options, train)
 
 
 # --------------------------------------------------------------------------- saved adapters
@@ -246,66 +189,60 @@ def load_adapter(adapter_dir, model: str | None = None):
     return net.eval(), tokenizer, info
 
 
-def _check_head(spec: TaskSpec, model) -> None:
-    is_qa = hasattr(model, "qa_outputs") or "QuestionAnswering" in type(model).__name__
-    if (spec.kind == "qa") != is_qa:
-        raise LaminaError(f"task {spec.name!r} is {spec.kind} but this adapter's model is {type(model).__name__}")
-    if spec.kind != "qa" and model.config.num_labels != spec.num_labels:
-        raise LaminaError(f"task {spec.name!r} has {spec.num_labels} output(s), this adapter's head has "
-                          f"{model.config.num_labels}")
-
-
 def evaluate_adapter(adapter_dir, task: str, data_dir=None, split: str = "validation", *, model: str | None = None,
                      limit: int | None = None, max_length: int | None = None, doc_stride: int | None = None,
-                     batch_size: int = 64) -> dict:
-    """Metrics of a saved adapter on one split; `data_dir`/`max_length` default to those of the run
-    that wrote the folder (its results.json), then to the task defaults."""
-    options = _run_options(adapter_dir)
-    if data_dir is None and options.get("data_dir") and task == options.get("task"):
-        data_dir = options["data_dir"]
+                     batch_size: int = 64, max_new_tokens: int | None = None, num_beams: int | None = None) -> dict:
+    """Metrics of a saved adapter on one split; `data_dir` and the encoding / generation options default
+    to those of the run that wrote the folder (its results.json), then to the task defaults."""
+    run = _run_options(adapter_dir)
+    if data_dir is None and run.get("data_dir") and task == run.get("task"):
+        data_dir = run["data_dir"]
     spec, path = resolve_task(task, data_dir)
     net, tokenizer, _info = load_adapter(adapter_dir, model)
-    _check_head(spec, net)
-    examples, note = load_split(spec, path, split, limit)
+    spec = for_model(spec, net.config)
+    kind = spec.type
+    kind.check_model(spec, net)
+    examples, note = kind.load_split(spec, path, split, limit)
     check_not_empty(examples, f"{spec.name} {split}")
-    if spec.kind != "qa" and any(ex["label"] is None for ex in examples):
-        raise LaminaError(f"{spec.name} {split}: the examples have no labels to score against "
-                          "(use `lamina predict` for unlabelled data)")
-    max_length = max_length or options.get("max_length") or 128
-    features = encode(spec, examples, tokenizer, max_length, doc_stride or options.get("doc_stride") or 128, train=False)
-    metrics = task_metrics(spec, examples, features, run_model(net, tokenizer, features, batch_size))
-    return {"task": spec.name, "split": split, "examples": len(examples), "metrics": metrics,
+    kind.check_labelled(spec, examples, f"{spec.name} {split}")
+    options = run_options(run, max_length=max_length, doc_stride=doc_stride, batch_size=batch_size,
+                          max_new_tokens=max_new_tokens, num_beams=num_beams)
+    features = kind.encode(spec, examples, tokenizer, options, train=False)
+    metrics = kind.evaluate(net, EvalSet(spec, examples, features, tokenizer, options))
+    return {"task": spec.name, "kind": spec.kind, "split": split, "examples": len(examples), "metrics": metrics,
             "main_metric": spec.main_metric, "data": str(path), "note": note}
 
 
-def predict_file(adapter_dir, input_path, output_path=None, *, model: str | None = None,
-                 max_length: int | None = None, batch_size: int = 64) -> list[dict]:
-    """Predict a label (and its probability) or a regression score for every line of a .jsonl/.csv
-    file with fields `text` (and optionally `text_pair`); writes JSON lines to `output_path` if given."""
+def run_options(run: dict, **given) -> TaskOptions:
+    """TaskOptions: what is given, else what the run used (results.json options), else the defaults."""
+    options = TaskOptions()
+    for key in ("max_length", "doc_stride", "batch_size", "max_new_tokens", "num_beams"):
+        value = given.get(key)
+        if value is None and key != "batch_size":
+            value = run.get(key)
+        if value is not None:
+            setattr(options, key, value)
+    return options
+
+
+def predict_file(adapter_dir, input_path, output_path=None, *, model: str | None = None, task: str | None = None,
+                 max_length: int | None = None, batch_size: int = 64, max_new_tokens: int | None = None,
+                 num_beams: int | None = None) -> list[dict]:
+    """One prediction per line of a .jsonl/.csv file, as the task's kind writes it (classification: label,
+    label_id and probability; regression: score; QA: answer; generation: the generated text); written as
+    JSON lines to `output_path` if given (only once every line has been predicted). The task defaults to
+    the one the adapter was trained on (its results.json), else to the kind its model class is for."""
     from lamina.util import atomic_write_text
 
+    run = _run_options(adapter_dir)
     net, tokenizer, _info = load_adapter(adapter_dir, model)
-    if "QuestionAnswering" in type(net).__name__:
-        raise LaminaError("predict handles classification/regression adapters; this one is extractive QA")
-    examples = load_text_classification(Path(input_path), require_labels=False)
-    max_length = max_length or _run_options(adapter_dir).get("max_length") or 128
-    texts = [e["text"] for e in examples]
-    pairs = [e["text_pair"] for e in examples]
-    if any(p is not None for p in pairs) and not all(p is not None for p in pairs):
-        raise TaskError.at(input_path, "some lines have text_pair and some do not")
-    enc = tokenizer(texts, pairs if pairs and pairs[0] is not None else None, truncation=True, max_length=max_length)
-    features = [{k: list(enc[k][i]) for k in enc.keys()} for i in range(len(texts))]
-    logits = np.asarray(run_model(net, tokenizer, features, batch_size))
-    id2label = {int(k): v for k, v in (net.config.id2label or {}).items()}
-    rows = []
-    for ex, row in zip(examples, logits):
-        if net.config.num_labels == 1:
-            rows.append({"id": ex["id"], "score": float(row[0])})
-            continue
-        probs = np.exp(row - row.max())
-        probs /= probs.sum()
-        best = int(probs.argmax())
-        rows.append({"id": ex["id"], "label": id2label.get(best, str(best)), "label_id": best, "score": float(probs[best])})
+    spec = task_without_data(task or run.get("task"), net)
+    kind = spec.type
+    kind.check_model(spec, net)
+    examples = kind.read_inputs(spec, Path(input_path))
+    options = run_options(run, max_length=max_length, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                          num_beams=num_beams)
+    rows = kind.predict(net, tokenizer, spec, examples, options)
     if output_path is not None:
         atomic_write_text(output_path, "".join(json.dumps(r) + "\n" for r in rows))
     return rows

@@ -2,9 +2,11 @@
 
 `train(model, task, design, data_dir, output_dir, **options)`:
 
-1. the task spec and its train/validation examples (`lamina.tasks`), tokenised (QA: windowed);
-2. the model (`AutoModelFor{SequenceClassification,QuestionAnswering}`, labels from the task spec) and
-   `lamina.apply(model, design)`: exactly the design's tensors train;
+1. the task spec and its train/validation examples (`lamina.tasks`); the task's kind
+   (`lamina.tasks.kind`) supplies everything task-specific from here on: features, collator, model
+   class and head, how the Trainer evaluates (scoring gathered logits, or generating), metrics;
+2. the model (the kind's auto class, labels from the task spec) and `lamina.apply(model, design)`:
+   exactly the design's tensors train;
 3. `LaminaTrainer`: evaluation every epoch (or every `eval_steps`), best checkpoint by the task's main
    metric (`load_best_model_at_end`). Its checkpoints hold only what trains (`lamina.save`: design.json +
    adapter.safetensors, plus `reparam.safetensors` for prefix MLPs, which a save collapses) and the
@@ -34,9 +36,10 @@ from pathlib import Path
 import torch
 
 from lamina.errors import LaminaError
-from lamina.evaluate import (
-    by_length, check_design, check_not_empty, encode, load_model, load_split, qa_metrics, resolve_task,
-)
+from lamina.evaluate import by_length, check_design, check_not_empty, load_model, resolve_task, task_for_model
+from lamina.tasks.base import DataFiles
+from lamina.tasks.kind import EvalSet, TaskOptions
+from lamina.tasks.regression import init_regression_bias  # noqa: F401  (public here since it was born here)
 
 log = logging.getLogger("lamina.train")
 
@@ -141,12 +144,12 @@ def _trainer_class():
     from transformers.trainer_utils import EvalLoopOutput
 
     class LaminaTrainer(Trainer):
-        """A Trainer whose checkpoints hold only the trained tensors, and which scores SQuAD by
-        postprocessing the gathered window logits to EM/F1."""
+        """A Trainer whose checkpoints hold only the trained tensors, and whose evaluation is the task
+        kind's (`TaskKind.trainer_evaluation`: score the logits the loop gathered, or generate)."""
 
-        def __init__(self, *args, qa_eval: tuple[list, list] | None = None, **kwargs):
+        def __init__(self, *args, task_eval: EvalSet | None = None, **kwargs):
             super().__init__(*args, **kwargs)
-            self.qa_eval = qa_eval  # (examples, eval features with offsets), aligned with eval_dataset
+            self.task_eval = task_eval  # the eval split, encoded; aligned with eval_dataset
 
         def _save(self, output_dir=None, state_dict=None):
             if self.args.should_save:
@@ -162,15 +165,13 @@ def _trainer_class():
 
         def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                             metric_key_prefix="eval"):
-            if self.qa_eval is None:
-                return super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
-                                               metric_key_prefix)
-            out = super().evaluation_loop(dataloader, description, False, ignore_keys, metric_key_prefix)
-            start, end = out.predictions[0], out.predictions[1]
-            metrics = dict(out.metrics)
-            for key, value in qa_metrics(*self.qa_eval, start, end).items():
-                metrics[f"{metric_key_prefix}_{key}"] = value
-            return EvalLoopOutput(out.predictions, out.label_ids, metrics, out.num_samples)
+            def loop(loss_only: bool):
+                return super(LaminaTrainer, self).evaluation_loop(dataloader, description, loss_only, ignore_keys,
+                                                                  metric_key_prefix)
+
+            if self.task_eval is None:
+                return loop(prediction_loss_only)
+            return self.task_eval.spec.type.trainer_evaluation(self, loop, self.task_eval, metric_key_prefix)
 
     return LaminaTrainer
 
@@ -274,7 +275,8 @@ def _check_options(**values) -> None:
             continue
         if key in ("lr", "epochs") and not value > 0:
             raise LaminaError(f"{key} must be > 0, got {value}")
-        if key in ("batch_size", "max_length", "eval_steps", "max_steps", "grad_accum", "doc_stride") and value < 1:
+        if key in ("batch_size", "max_length", "eval_steps", "max_steps", "grad_accum", "doc_stride", "max_new_tokens",
+                   "num_beams") and value < 1:
             raise LaminaError(f"{key} must be >= 1, got {value}")
         if key in ("train_limit", "eval_limit") and value < 1:
             raise LaminaError(f"{key} must be >= 1, got {value}")
@@ -295,36 +297,41 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
           resume: bool = False, keep_checkpoints: bool = False, deterministic: bool = True,
           progress: bool = True, logging_steps: int | None = None, callbacks: list | None = None,
           final_eval: bool = False, label_mean_init: bool = True, gradient_checkpointing: bool = False,
-          precision: str = "fp32") -> dict:
+          precision: str = "fp32", max_new_tokens: int | None = None, num_beams: int = 1) -> dict:
     """Fine-tune `design` (preset string, design file, dict or Design) on `task`; returns the results
-    dict also written to `output_dir/results.json`. `lr` defaults to 1e-3 for PEFT designs and 2e-5
-    for `full`. `eval_steps` evaluates/checkpoints every N optimizer steps instead of every epoch;
-    `max_steps` caps training. `callbacks`: extra `transformers.TrainerCallback`s. `final_eval=True`
-    re-scores the restored best checkpoint after training (a check of the restore; by default its in-loop
-    evaluation is reported: the same checkpoint on the same data, one validation pass fewer).
-    `label_mean_init` (regression tasks): the head's output bias starts at the mean training label
-    (see `init_regression_bias`). `gradient_checkpointing` turns on the HF model's own switch
-    (non-reentrant, so frozen inputs still pass gradients to the adapters). `precision`: "fp32", "bf16"
-    (autocast, on CPU too) or "fp16" (CUDA); the base and adapter tensors stay float32 either way."""
-    from transformers import DataCollatorWithPadding, TrainingArguments
+    dict also written to `output_dir/results.json`. `data_dir`: a data folder, or `{"train": file,
+    "validation": file}`. `lr` defaults to 1e-3 for PEFT designs and 2e-5 for `full`. `eval_steps`
+    evaluates/checkpoints every N optimizer steps instead of every epoch; `max_steps` caps training.
+    `callbacks`: extra `transformers.TrainerCallback`s. `final_eval=True` re-scores the restored best
+    checkpoint after training (a check of the restore; by default its in-loop evaluation is reported: the
+    same checkpoint on the same data, one validation pass fewer). `label_mean_init` (regression tasks):
+    the head's output bias starts at the mean training label (see `init_regression_bias`).
+    `gradient_checkpointing` turns on the HF model's own switch (non-reentrant, so frozen inputs still
+    pass gradients to the adapters). `precision`: "fp32", "bf16" (autocast, on CPU too) or "fp16" (CUDA);
+    the base and adapter tensors stay float32 either way. `max_new_tokens` / `num_beams`: generation
+    settings of kinds scored by decoding."""
+    from transformers import TrainingArguments
 
     import lamina
 
     _check_options(lr=lr, epochs=epochs, batch_size=batch_size, max_length=max_length, eval_steps=eval_steps,
                    max_steps=max_steps, grad_accum=grad_accum, doc_stride=doc_stride, train_limit=train_limit,
-                   eval_limit=eval_limit, warmup_ratio=warmup_ratio, weight_decay=weight_decay)
+                   eval_limit=eval_limit, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
+                   max_new_tokens=max_new_tokens, num_beams=num_beams)
     _check_precision(precision)
     spec, data_path = resolve_task(task, data_dir)
-    if data_path.is_file() and spec.kind != "qa":  # one file would serve as both train and validation split
-        raise LaminaError(f"{data_path}: training needs a folder holding the train and dev files, not one file")
+    spec = task_for_model(spec, model_name_or_path)  # e.g. GLUE as text-to-text on an encoder-decoder LM
+    kind = spec.type
     out = Path(output_dir).expanduser().resolve()
     ckpt_dir = out / CHECKPOINTS
-    train_examples, note = load_split(spec, data_path, "train", train_limit)
-    eval_examples, _ = load_split(spec, data_path, "validation", eval_limit)
+    train_examples, eval_examples, note = kind.training_data(spec, data_path, train_limit, eval_limit)
     check_not_empty(train_examples, f"{spec.name} train split")
     check_not_empty(eval_examples, f"{spec.name} validation split")
-    if spec.kind != "qa" and any(ex["label"] is None for ex in train_examples + eval_examples):
-        raise LaminaError(f"{spec.name}: training and validation examples need labels")
+    kind.check_labelled(spec, train_examples, f"{spec.name} train split")
+    kind.check_labelled(spec, eval_examples, f"{spec.name} validation split")
+    options = TaskOptions(max_length=max_length, doc_stride=doc_stride, max_new_tokens=max_new_tokens,
+                          num_beams=num_beams, batch_size=eval_batch_size or 2 * batch_size,
+                          label_mean_init=label_mean_init)
 
     # --- lamina suggest: an `auto:...` design is replaced here by the design a probe on this run's training
     # data suggests (<output_dir>/suggest/, cost in results.json "suggest"); any other design passes through.
@@ -336,8 +343,7 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
     check_design(model_name_or_path, spec, design)  # fails fast, before any weights load
     with _determinism(seed, deterministic), _progress_bars(progress):
         model, tokenizer = load_model(model_name_or_path, spec)
-        if label_mean_init and spec.kind == "regression":  # on resume the checkpoint's head replaces it
-            init_regression_bias(model, [ex["label"] for ex in train_examples])
+        kind.prepare_model(model, tokenizer, spec, train_examples, options)  # before apply: adapters copy heads
         report = lamina.apply(model, design)
         design_obj = report.design
         if lr is None:
@@ -345,16 +351,11 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if trainable != report.trainable:  # the builder's report is the contract
             raise LaminaError(f"internal: {trainable:,} trainable parameters but the design reports {report.trainable:,}")
-        train_features = encode(spec, train_examples, tokenizer, max_length, doc_stride, train=True)
-        eval_features = encode(spec, eval_examples, tokenizer, max_length, doc_stride, train=False)
+        # features before any folder is touched: bad data (too long for the model) fails with nothing written
+        train_features = kind.encode(spec, train_examples, tokenizer, options, train=True)
+        eval_features = kind.encode(spec, eval_examples, tokenizer, options, train=False)
         eval_features = [eval_features[i] for i in by_length(eval_features)]  # less padding; metrics ignore order
-        qa_eval = (eval_examples, eval_features) if spec.kind == "qa" else None
-        if spec.kind == "qa":
-            from lamina.tasks import model_inputs
-
-            eval_dataset = model_inputs(eval_features)
-        else:
-            eval_dataset = eval_features
+        task_eval = EvalSet(spec, eval_examples, eval_features, tokenizer, options)
         by_steps = eval_steps is not None
         args = TrainingArguments(
             output_dir=str(ckpt_dir), use_cpu=not torch.cuda.is_available(), seed=seed, data_seed=seed,
@@ -393,10 +394,9 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
             if resume:
                 log.info("resuming from %s", resume_from or "nothing: no complete checkpoint, starting fresh")
             trainer = _trainer_class()(
-                model=model, args=args, train_dataset=train_features, eval_dataset=eval_dataset,
-                data_collator=DataCollatorWithPadding(tokenizer), qa_eval=qa_eval,
-                compute_metrics=None if qa_eval else _metrics_fn(spec),
-                callbacks=_callbacks(log_path, is_main, callbacks),
+                model=model, args=args, train_dataset=kind.model_inputs(train_features),
+                eval_dataset=kind.model_inputs(eval_features), data_collator=kind.collator(tokenizer, model),
+                task_eval=task_eval, callbacks=_callbacks(log_path, is_main, callbacks),
             )
             if not progress:  # no bars and no printed log dicts (they still go to train.log)
                 from transformers.trainer_callback import PrinterCallback
@@ -409,6 +409,7 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
             # the restored best checkpoint, scored again; final_eval=False reuses its in-loop evaluation
             # (same checkpoint, same data) and saves one pass over the validation set (bench/bench_quality.py)
             final = trainer.evaluate() if final_eval or not _eval_history(trainer.state) else {}
+            data_option = data_path.to_json() if isinstance(data_path, DataFiles) else str(data_path)
             results = _results(spec, trainer, history, final, output, report, design_obj, model_name_or_path, data_path, note,
                                train_time, seed, resume_from, dict(
                                    lr=lr, warmup_ratio=warmup_ratio, weight_decay=weight_decay, epochs=epochs,
@@ -416,8 +417,9 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
                                    max_length=max_length, doc_stride=doc_stride, seed=seed, train_limit=train_limit,
                                    eval_limit=eval_limit, eval_steps=eval_steps, max_steps=max_steps,
                                    grad_accum=grad_accum, deterministic=deterministic, task=task, final_eval=final_eval,
-                                   label_mean_init=label_mean_init, gradient_checkpointing=gradient_checkpointing, precision=precision,
-                                   data_dir=str(data_path), world_size=args.world_size),
+                                   label_mean_init=label_mean_init, gradient_checkpointing=gradient_checkpointing,
+                                   precision=precision, max_new_tokens=options.max_new_tokens, num_beams=num_beams,
+                                   data_dir=data_option, world_size=args.world_size),
                                len(train_examples), len(eval_examples), out)
             if suggested is not None:  # lamina suggest: the probe's cost and what it chose (see above)
                 results["suggest"] = suggested
@@ -433,28 +435,6 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
     return results
 
 
-def init_regression_bias(model, labels: list[float]) -> float | None:
-    """Start a regression head's output bias at the mean training label (returns it; None when the head's
-    last layer has no bias, e.g. GPT-2 / Llama `score`). From the usual random init the output sits near 0,
-    far from labels like STS-B's 0-5 scores: the first few hundred steps then go to learning that offset,
-    and their large, noisy gradients can wreck a short run (measured on MiniLM / 1,000 STS-B rows / 125 steps:
-    full fine-tuning 14.9 -> 75.0, UniPELT 3.7 -> 74.1; docs/benchmarks/README.md). Runs before `apply`,
-    so each adapter's head copy inherits it."""
-    from torch import nn
-
-    from lamina.arch import map_model
-
-    outputs = [m for path in map_model(model).head for m in model.get_submodule(path).modules()
-               if isinstance(m, nn.Linear) and m.out_features == 1]
-    if not outputs or outputs[-1].bias is None or not labels:
-        return None
-    mean = float(sum(labels) / len(labels))
-    with torch.no_grad():
-        outputs[-1].bias.fill_(mean)
-    log.info("regression head: output bias set to the mean training label %.4f", mean)
-    return mean
-
-
 def _ddp_backend() -> str | None:
     """gloo for multi-process CPU runs (accelerate launch --cpu); otherwise let accelerate choose."""
     multi = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -465,12 +445,6 @@ def lamina_save(model, folder: Path) -> None:
     from lamina import io as lamina_io
 
     lamina_io.save(model, folder)
-
-
-def _metrics_fn(spec):
-    from lamina.tasks import trainer_metrics_fn
-
-    return trainer_metrics_fn(spec)
 
 
 def _write_json(path: Path, data: dict) -> None:

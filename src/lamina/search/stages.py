@@ -122,12 +122,11 @@ class Search:
     # --- the model, as far as sampling needs it (meta device: shapes only) -----------------------
     def _model_info(self):
         if self._meta is None:
-            from lamina.arch import config_from, map_model, meta_model
-            from lamina.evaluate import resolve_task
+            from lamina.arch import config_from, map_model
+            from lamina.evaluate import meta_model_for, resolve_task
 
             spec, _ = resolve_task(self.config.tasks[0], self.config.data_for(0))
-            head = "qa" if spec.kind == "qa" else "classification"
-            model = meta_model(config_from(self.config.model), head, getattr(spec, "num_labels", 2) or 2)
+            model = meta_model_for(spec, config_from(self.config.model))
             self._meta = (model, map_model(model).num_layers)
         return self._meta
 

@@ -1,4 +1,5 @@
-"""Tasks: GLUE, SQuAD v1.1 and text classification — loaders, specs, metrics, encoding.
+"""Tasks: GLUE, SQuAD v1.1 and text classification — loaders, specs, metrics, encoding — and the task
+kinds (one file each: classification, regression, qa; `kind.py` is the contract, `kinds.py` the registry).
 
 Everything is read from local files in the datasets' original formats; ``load_glue_hub`` is the only
 function that needs the network (and the optional ``datasets`` package).
@@ -9,7 +10,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from .base import TaskError, TaskSpec
+from .base import DataFiles, TaskError, TaskSpec
+from .kind import EvalSet, LogitsKind, TaskKind, TaskOptions
+from .kinds import data_task_kind, get_kind, kinds, register_kind, unregister_kind
 from .glue import GLUE_TASKS, load_glue, load_glue_hub, load_mrpc_raw
 from .metrics import compute_metrics, main_score, normalize_answer, squad_metrics, trainer_metrics_fn
 from .registry import TASKS, encode_classification, get_task, load_examples, task_names
@@ -38,7 +41,8 @@ def bundled_sst2_dir() -> Path:
 
 
 __all__ = [
-    "TaskError", "TaskSpec", "TASKS", "GLUE_TASKS", "DOMAIN_TASKS", "squad_spec",
+    "TaskError", "TaskSpec", "DataFiles", "TaskKind", "LogitsKind", "TaskOptions", "EvalSet",
+    "get_kind", "kinds", "register_kind", "unregister_kind", "data_task_kind", "TASKS", "GLUE_TASKS", "DOMAIN_TASKS", "squad_spec",
     "get_task", "task_names", "load_examples", "encode_classification",
     "load_glue", "load_glue_hub", "load_mrpc_raw",
     "load_squad", "split_by_article", "prepare_train_features", "prepare_eval_features", "model_inputs",

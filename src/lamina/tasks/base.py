@@ -5,6 +5,11 @@ compare them directly:
 
 * classification / regression: ``{"text", "text_pair", "label", "id"}`` (label int, float or None)
 * question answering: ``{"id", "title", "question", "context", "answers": {"text", "answer_start"}}``
+* text-to-text: ``{"source", "target", "id", "file", "line"}``; instruction tuning: ``{"prompt", "response"}`` or
+  ``{"messages"}`` plus ``id``, ``file``, ``line``
+
+What a task *kind* means (model class, features, metrics, predictions) lives in one file per kind
+(``lamina.tasks.kind`` has the contract, ``lamina.tasks.kinds`` the registry).
 """
 
 from __future__ import annotations
@@ -15,8 +20,6 @@ from pathlib import Path
 from typing import Iterator
 
 from lamina.errors import LaminaError
-
-KINDS = ("classification", "regression", "qa")
 
 # Split names people type, mapped to the logical names used in TaskSpec.splits.
 _SPLIT_ALIASES = {"dev": "validation", "val": "validation", "valid": "validation", "eval": "validation"}
@@ -41,6 +44,56 @@ class TaskError(LaminaError):
 
 
 @dataclass(frozen=True)
+class DataFiles:
+    """Explicit data files, one per split (``{"train": ..., "validation": ...}``), instead of a folder."""
+
+    files: tuple[tuple[str, Path], ...]
+
+    @classmethod
+    def of(cls, mapping) -> "DataFiles":
+        files = []
+        for split, path in dict(mapping).items():
+            if path is None:
+                continue
+            key = _SPLIT_ALIASES.get(str(split).lower(), str(split).lower())
+            files.append((key, Path(path).expanduser()))
+        if not files:
+            raise TaskError("no data files given")
+        return cls(tuple(files))
+
+    def get(self, split: str) -> Path | None:
+        key = _SPLIT_ALIASES.get(split.lower(), split.lower())
+        return dict(self.files).get(key)
+
+    def exists(self) -> bool:
+        return all(p.is_file() for _, p in self.files)
+
+    def missing(self) -> Path | None:
+        return next((p for _, p in self.files if not p.is_file()), None)
+
+    def is_file(self) -> bool:  # path-like: several files are never "one file"
+        return False
+
+    def is_dir(self) -> bool:
+        return False
+
+    def to_json(self) -> dict[str, str]:
+        return {k: str(v) for k, v in self.files}
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.files)
+
+
+def data_source(data) -> "Path | DataFiles":
+    """A data folder or file (str/Path) as a Path; a ``{split: file}`` mapping as DataFiles."""
+    if isinstance(data, DataFiles):
+        return data
+    if isinstance(data, dict):
+        return DataFiles.of(data)
+    return Path(data).expanduser()
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """What a task is: its inputs, label set, metrics and split files (never the data itself)."""
 
@@ -56,16 +109,14 @@ class TaskSpec:
     # Which loader reads it ("glue", "squad", "text") and, for GLUE, the original folder name.
     family: str = "text"
     folder: str = ""
+    # A task recast in another kind's terms keeps the original here (GLUE as text-to-text on T5: the
+    # seq2seq spec's ``base`` is the classification spec whose label words and metrics it uses).
+    base: "TaskSpec | None" = None
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise TaskError(f"task {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if not 1 <= len(self.text_fields) <= 2:
             raise TaskError(f"task {self.name!r}: text_fields must name 1 or 2 fields")
-        if self.kind == "classification" and len(self.labels) < 2:
-            raise TaskError(f"task {self.name!r}: a classification task needs at least 2 labels")
-        if self.kind != "classification" and self.labels:
-            raise TaskError(f"task {self.name!r}: only classification tasks have labels")
+        self.type.check_spec(self)  # what the kind requires (labels, no labels, ...)
         if len(set(self.labels)) != len(self.labels):
             raise TaskError(f"task {self.name!r}: duplicate labels in {self.labels}")
         if self.label_names and len(self.label_names) != len(self.labels):
@@ -77,9 +128,16 @@ class TaskSpec:
         return hash((self.name, self.kind, self.labels))
 
     @property
+    def type(self):
+        """The task kind object (``lamina.tasks.kind.TaskKind``) that knows how to train and score this task."""
+        from .kinds import get_kind  # the kind files import this module
+
+        return get_kind(self.kind)
+
+    @property
     def num_labels(self) -> int:
-        """Size of the model head: 1 for regression (and QA, which uses start/end heads instead)."""
-        return len(self.labels) if self.kind == "classification" else 1
+        """Size of the model head, as the kind defines it (classification: the labels; others 1)."""
+        return self.type.num_labels(self)
 
     @property
     def is_pair(self) -> bool:
