@@ -19,28 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from lamina.errors import LaminaError
+from lamina.errors import LaminaError, TaskError  # noqa: F401  (TaskError's home was here)
 
 # Split names people type, mapped to the logical names used in TaskSpec.splits.
 _SPLIT_ALIASES = {"dev": "validation", "val": "validation", "valid": "validation", "eval": "validation"}
-
-
-class TaskError(LaminaError):
-    """A data or task problem the user must fix; the message is one line naming file/line/column.
-
-    A LaminaError (hence a ValueError), so the CLI reports it as one line like every user error.
-    """
-
-    @classmethod
-    def at(cls, path, message: str, line: int | None = None, column: str | int | None = None) -> "TaskError":
-        """Build ``path:line: column 'x': message`` so editors and humans can jump to the spot."""
-        where = str(path)
-        if line is not None:
-            where += f":{line}"
-        if column is not None:
-            col = f"column {column!r}" if isinstance(column, str) else f"column {column}"
-            return cls(f"{where}: {col}: {message}")
-        return cls(f"{where}: {message}")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 import re
 
-from .base import TaskError
+from lamina.errors import TaskError
 
 # module:class of every built-in kind, in the order `adopt` is asked (loaded on first use: the kind
 # files import the task modules, whose specs look their kind up here)
