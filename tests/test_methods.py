@@ -77,7 +77,7 @@ def _padded_pair(family):
     ids = torch.cat([torch.nn.functional.pad(alone["input_ids"], (0, 3), value=1 if family == "roberta" else 0), other["input_ids"]])
     mask = torch.tensor([[1] * 6 + [0] * 3, [1] * 9])
     padded = dict(input_ids=ids, attention_mask=mask)
-    if family == "t5":
+    if family in tiny.SEQ2SEQ:
         padded["decoder_input_ids"] = torch.cat([alone["decoder_input_ids"], other["decoder_input_ids"]])
     return alone, padded
 

@@ -20,6 +20,11 @@ def config(family: str):
     if family == "t5":
         return T.T5Config(d_model=HIDDEN, d_kv=8, d_ff=37, num_layers=2, num_decoder_layers=2, num_heads=4,
                           dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0, **common)
+    if family == "bart":
+        return T.BartConfig(d_model=HIDDEN, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                            decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64,
+                            dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, pad_token_id=0, bos_token_id=1,
+                            eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=None, **common)
     if family == "gpt2":
         return T.GPT2Config(n_embd=HIDDEN, n_layer=LAYERS, n_head=4, n_positions=64, resid_pdrop=0.0, embd_pdrop=0.0,
                             attn_pdrop=0.0, bos_token_id=1, eos_token_id=2, pad_token_id=0, **common)
@@ -28,14 +33,15 @@ def config(family: str):
                num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, **common)
 
 
-FAMILIES = ("bert", "roberta", "electra", "deberta-v2", "t5", "gpt2", "llama", "mistral", "qwen2")
+FAMILIES = ("bert", "roberta", "electra", "deberta-v2", "t5", "bart", "gpt2", "llama", "mistral", "qwen2")
+SEQ2SEQ = ("t5", "bart")  # encoder-decoder families: built as text-to-text models
 
 
 def model(family: str, seed: int = 0, num_labels: int = 3):
     torch.manual_seed(seed)
     cfg = config(family)
-    if family == "t5":
-        m = T.T5ForConditionalGeneration(cfg)
+    if family in SEQ2SEQ:
+        m = T.AutoModelForSeq2SeqLM.from_config(cfg)
     else:
         cfg.num_labels = num_labels
         m = T.AutoModelForSequenceClassification.from_config(cfg)
@@ -50,7 +56,7 @@ def batch(family: str, seed: int = 1, size: int = 2, length: int = 9, pad_last: 
         ids[-1, length - pad_last:] = 0 if family != "roberta" else 1
         mask[-1, length - pad_last:] = 0
     inputs = dict(input_ids=ids, attention_mask=mask)
-    if family == "t5":
+    if family in SEQ2SEQ:
         inputs["decoder_input_ids"] = torch.randint(3, VOCAB, (size, 5), generator=g)
     return inputs
 

@@ -76,6 +76,16 @@ FAMILIES: dict[str, Family] = {
             prompt_module="encoder",
         ),
         Family(
+            "bart", ("bart", "mbart"), (("encoder", "encoder.layers"), ("decoder", "decoder.layers")),
+            targets={
+                "q": ("self_attn.q_proj",), "k": ("self_attn.k_proj",), "v": ("self_attn.v_proj",),
+                "o": ("self_attn.out_proj",), "ffn_in": ("fc1",), "ffn_out": ("fc2",),
+            },
+            attention=("self_attn",),
+            norms=("self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm"),
+            prompt_module="model.encoder",
+        ),
+        Family(
             "gpt2", ("gpt2",), (("decoder", "h"),),
             targets={
                 "q": ("attn.c_attn[0/3]",), "k": ("attn.c_attn[1/3]",), "v": ("attn.c_attn[2/3]",),

@@ -207,6 +207,7 @@ def evaluate_adapter(adapter_dir, task: str, data_dir=None, split: str = "valida
     kind.check_labelled(spec, examples, f"{spec.name} {split}")
     options = run_options(run, max_length=max_length, doc_stride=doc_stride, batch_size=batch_size,
                           max_new_tokens=max_new_tokens, num_beams=num_beams)
+    options.model_config = net.config
     features = kind.encode(spec, examples, tokenizer, options, train=False)
     metrics = kind.evaluate(net, EvalSet(spec, examples, features, tokenizer, options))
     return {"task": spec.name, "kind": spec.kind, "split": split, "examples": len(examples), "metrics": metrics,
@@ -242,6 +243,7 @@ def predict_file(adapter_dir, input_path, output_path=None, *, model: str | None
     examples = kind.read_inputs(spec, Path(input_path))
     options = run_options(run, max_length=max_length, batch_size=batch_size, max_new_tokens=max_new_tokens,
                           num_beams=num_beams)
+    options.model_config = net.config
     rows = kind.predict(net, tokenizer, spec, examples, options)
     if output_path is not None:
         atomic_write_text(output_path, "".join(json.dumps(r) + "\n" for r in rows))

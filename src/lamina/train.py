@@ -343,6 +343,7 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
     check_design(model_name_or_path, spec, design)  # fails fast, before any weights load
     with _determinism(seed, deterministic), _progress_bars(progress):
         model, tokenizer = load_model(model_name_or_path, spec)
+        options.model_config = model.config
         kind.prepare_model(model, tokenizer, spec, train_examples, options)  # before apply: adapters copy heads
         report = lamina.apply(model, design)
         design_obj = report.design

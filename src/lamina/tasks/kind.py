@@ -47,6 +47,7 @@ class TaskOptions:
     num_beams: int = 1  # generation: 1 = greedy
     batch_size: int = 64  # evaluation / prediction batch size
     label_mean_init: bool = True  # regression: head bias starts at the mean training label
+    model_config: Any = None  # the loaded model's config (set once the model is loaded)
     extra: dict = field(default_factory=dict)  # room for options of kinds defined outside lamina
 
 

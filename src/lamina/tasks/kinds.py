@@ -14,6 +14,7 @@ _BUILTIN = (
     "lamina.tasks.classification:ClassificationKind",
     "lamina.tasks.regression:RegressionKind",
     "lamina.tasks.qa:QAKind",
+    "lamina.tasks.seq2seq:Seq2SeqKind",
 )
 
 KINDS: dict = {}
