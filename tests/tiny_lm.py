@@ -13,9 +13,9 @@ import transformers as T
 import tiny
 
 WORDS = ("good bad movie film plot actor great awful fun dull story scene the a is was very not and but who what "
-         "where when which one two three four five city river king queen answer question").split()
+         "where when which one two three four five city river king queen answer question be").split()
 EXTRA = ("rte sst2 stsb sentence sentence1: sentence2: sentence: entailment not_entailment negative positive "
-         "question: context: user: assistant: system: ?").split()
+         "question: context: answer: user: assistant: system: ?").split()
 NUMBERS = [f"{i / 5:.1f}" for i in range(26)]  # STS-B targets 0.0 .. 5.0
 # ids the tiny configs use: T5 pad 0 / eos 1; the others pad 0, bos 1, eos 2
 SPECIALS = {"t5": ["<pad>", "</s>", "<unk>", "<s>"], "default": ["<pad>", "<s>", "</s>", "<unk>"]}
@@ -23,15 +23,19 @@ DECODER_ONLY = ("gpt2", "llama")
 
 
 def tokenizer(family: str, chat_template: str | None = None):
-    """Word-level tokenizer over WORDS (+ task words); spaces are kept exactly (Metaspace), so decoding a
-    tokenised text gives it back. T5 appends </s>, BART wraps in <s> ... </s>, Llama prepends <s>."""
+    """Word-level tokenizer over WORDS (+ task words), each with and without a leading space (and a lone
+    space), so decoding a tokenised text gives it back exactly. T5 appends </s>, BART wraps in
+    <s> ... </s>, Llama prepends <s>."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
     specials = SPECIALS["t5" if family == "t5" else "default"]
-    vocab = {t: i for i, t in enumerate(specials + ["▁" + w for w in (*WORDS, *EXTRA, *NUMBERS)])}
+    words = (*WORDS, *EXTRA, *NUMBERS)
+    vocab = {t: i for i, t in enumerate(specials + ["▁", "\n"] + ["▁" + w for w in words] + list(words))}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split("\n", behavior="isolated"),
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True)])
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="never", split=True)
     template = {"t5": "$A </s>", "bart": "<s> $A </s>", "llama": "<s> $A"}.get(family)
     if template:
         tok.post_processor = processors.TemplateProcessing(
@@ -91,7 +95,7 @@ def write_sft(folder: Path, n_train: int = 32, n_dev: int = 8, chat: bool = Fals
     def record(s, t, i):
         if chat:
             return {"id": f"x{i}", "messages": [{"role": "user", "content": s}, {"role": "assistant", "content": t}]}
-        return {"id": f"x{i}", "prompt": f"question: {s} answer", "response": t}
+        return {"id": f"x{i}", "prompt": f"question: {s} answer:", "response": f" {t}"}
 
     write_jsonl(folder / "train.jsonl", [record(s, t, i) for i, (s, t) in enumerate(pairs(n_train, 0))])
     write_jsonl(folder / "dev.jsonl", [record(s, t, i) for i, (s, t) in enumerate(pairs(n_dev, 1))])

@@ -15,6 +15,7 @@ _BUILTIN = (
     "lamina.tasks.regression:RegressionKind",
     "lamina.tasks.qa:QAKind",
     "lamina.tasks.seq2seq:Seq2SeqKind",
+    "lamina.tasks.sft:SFTKind",
 )
 
 KINDS: dict = {}
