@@ -52,6 +52,8 @@ def lm(family: str, seed: int = 0, vocab_size: int | None = None):
     torch.manual_seed(seed)
     cfg = tiny.config(family)
     cfg.vocab_size = vocab_size or len(tokenizer(family))
+    if family in DECODER_ONLY:
+        cfg.initializer_range = 0.2  # a frozen random LM head can then express peaked distributions
     cls = T.AutoModelForCausalLM if family in DECODER_ONLY else T.AutoModelForSeq2SeqLM
     return cls.from_config(cfg).eval()
 

@@ -36,6 +36,13 @@ def runtime_of(model: nn.Module) -> Runtime:
             runtime.enter(kwargs.get("attention_mask"))
 
         model.register_forward_pre_hook(entry_hook, with_kwargs=True)
+        encoder = model.get_encoder() if getattr(getattr(model, "config", None), "is_encoder_decoder", False) else None
+        if isinstance(encoder, nn.Module) and encoder is not model:
+
+            def encoder_hook(_module, args, kwargs):  # generate() runs the encoder by itself, once
+                runtime.mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+
+            encoder.register_forward_pre_hook(encoder_hook, with_kwargs=True)
     return runtime
 
 

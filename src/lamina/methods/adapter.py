@@ -98,6 +98,7 @@ class AdapterMethod(Method):
             for where, bottleneck in module[str(layer.index)].items():
                 if bottleneck.gate is not None:
                     bottleneck.gate.runtime = runtime
+                    bottleneck.gate.causal = layer.stack == "decoder"
                 out_site = ctx.mmap.sites(layer, where)[-1]
                 if strategy.placement == "parallel":
                     in_site = ctx.mmap.sites(layer, "ffn_in")[0]

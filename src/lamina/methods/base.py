@@ -201,7 +201,11 @@ def add_to_slice(out: torch.Tensor, delta: torch.Tensor, site: Site) -> torch.Te
 
 class Gate(nn.Module):
     """UniPELT gate: sigmoid(Linear(hidden, 1)(x)), averaged over the (unpadded) sequence -> one scalar
-    per example. Keeps the last values and, while collecting, a running sum for reports."""
+    per example. Keeps the last values and, while collecting, a running sum for reports.
+
+    `causal` (gates in a decoder stack, set at attach): one value per token instead, so a position never
+    reads later ones (the sequence mean would leak the future into a language-model loss, and generation
+    with the key/value cache, which sees one new token at a time, would disagree with generation without)."""
 
     def __init__(self, hidden: int):
         super().__init__()
@@ -209,6 +213,7 @@ class Gate(nn.Module):
         nn.init.normal_(self.proj.weight, std=0.02)
         nn.init.zeros_(self.proj.bias)
         self.runtime: Runtime | None = None
+        self.causal = False
         self.last: torch.Tensor | None = None
         self.total = 0.0
         self.count = 0
@@ -216,12 +221,15 @@ class Gate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scores = torch.sigmoid(self.proj(x))  # [B, T, 1]
         mask = self.runtime.mask if self.runtime is not None else None
-        if x.dim() == 3 and mask is not None and tuple(mask.shape) == tuple(x.shape[:2]):
+        if self.causal and x.dim() == 3:
+            gate = scores  # per token
+        elif x.dim() == 3 and mask is not None and tuple(mask.shape) == tuple(x.shape[:2]):
             m = mask.to(scores.dtype).unsqueeze(-1)
             gate = (scores * m).sum(1) / m.sum(1).clamp_min(1.0)
         else:
             gate = scores.mean(dim=tuple(range(1, scores.dim() - 1))) if scores.dim() > 2 else scores
-        gate = gate.reshape(x.shape[0], *([1] * (x.dim() - 1)))  # broadcast over [B, T, H]
+        if gate is not scores:
+            gate = gate.reshape(x.shape[0], *([1] * (x.dim() - 1)))  # broadcast over [B, T, H]
         self.last = gate.detach().flatten()
         if self.runtime is not None and self.runtime.collect_gates:
             self.total += float(self.last.sum())

@@ -139,6 +139,7 @@ class LoRAMethod(Method):
             gate = modules["gate"] if "gate" in modules else None
             if gate is not None:
                 gate.runtime = ctx.runtime
+                gate.causal = layer.stack == "decoder"
             for target in strategy.targets:
                 for site in ctx.mmap.sites(layer, target):
                     proj = ctx.projection(layer, site)

@@ -133,16 +133,40 @@ class PrefixMethod(Method):
             gate = module.gates[str(layer.index)] if module.gates is not None else None
             if gate is not None:
                 gate.runtime = ctx.runtime
+                causal = layer.stack == "decoder"
 
-                def block_pre_hook(_block, args, kwargs, gate=gate):
+                def block_pre_hook(_block, args, kwargs, gate=gate, causal=causal, local=layer.local_index):
                     if ctx.runtime.is_active(ctx.name):
-                        gate.__dict__["_value"] = gate(first_tensor(args, kwargs))
+                        x = first_tensor(args, kwargs)
+                        if causal:  # decoder stacks: the gate reads the sequence's first token, and a cached
+                            if _continuing(args, kwargs, local) and "_value" in gate.__dict__:
+                                return  # generation step keeps the value its first step computed
+                            x = _first_token(x, ctx.runtime.mask, ctx.model)
+                        gate.__dict__["_value"] = gate(x)
 
                 ctx.hook(layer.block, block_pre_hook, pre=True, with_kwargs=True)
             install(attention, ctx, module, pos, gate)
 
     def merge(self, module, strategy, layers, ctx, undo) -> str | None:
         return "prefix tuning (extra attention positions)"
+
+
+def _continuing(args, kwargs, layer: int) -> bool:
+    """Whether this forward extends a sequence held in a key/value cache (a generation step)."""
+    from transformers.cache_utils import Cache
+
+    cache = kwargs.get("cache", kwargs.get("past_key_values"))
+    if cache is None:
+        cache = next((a for a in args if isinstance(a, Cache)), None)
+    return isinstance(cache, Cache) and cache.get_seq_length(layer) > 0
+
+
+def _first_token(x: torch.Tensor, mask, model) -> torch.Tensor:
+    """[B, 1, H]: each row's first real (unpadded) position; position 0 in a decoder fed by an encoder."""
+    if mask is None or mask.dim() != 2 or tuple(mask.shape) != tuple(x.shape[:2]) or model.config.is_encoder_decoder:
+        return x[:, :1]
+    first = mask.to(torch.long).argmax(dim=1)  # first 1 of each row (left padding)
+    return x[torch.arange(x.shape[0], device=x.device), first.to(x.device)].unsqueeze(1)
 
 
 class _Uninstall:

@@ -46,10 +46,13 @@ def attach_prompt(soft: SoftPrompt, ctx: BuildContext) -> None:
         bound = dict(signature.bind_partial(*args, **kwargs).arguments)
         bound.update(bound.pop("kwargs", {}))
         ids, embeds = bound.get("input_ids"), bound.get("inputs_embeds")
+        cache = bound.get("cache", bound.get("past_key_values"))
+        soft.__dict__["_inserted"] = False
+        if cache is not None and hasattr(cache, "get_seq_length") and cache.get_seq_length() > 0:
+            return _continuation(bound, soft.embedding.shape[0], at, runtime)  # the prompt is in the cache
         if embeds is None:
             embeds = embed(ids)
-        if bound.get("past_key_values") is not None and embeds.shape[1] == 1:
-            return None  # generation steps after the first: the prompt is already in the cache
+        soft.__dict__["_inserted"] = True
         batch, length = embeds.shape[0], soft.embedding.shape[0]
         tokens = soft.embedding.to(embeds.dtype).unsqueeze(0).expand(batch, -1, -1)
         bound["input_ids"], bound["inputs_embeds"] = None, torch.cat([embeds[:, :at], tokens, embeds[:, at:]], dim=1)
@@ -65,7 +68,7 @@ def attach_prompt(soft: SoftPrompt, ctx: BuildContext) -> None:
         return (), bound
 
     def forward_hook(_module, _args, output):
-        if not runtime.is_active(name) or not hasattr(output, "last_hidden_state"):
+        if not runtime.is_active(name) or not hasattr(output, "last_hidden_state") or not soft.__dict__.get("_inserted"):
             return output
         hidden = output.last_hidden_state
         length = soft.embedding.shape[0]
@@ -78,3 +81,15 @@ def attach_prompt(soft: SoftPrompt, ctx: BuildContext) -> None:
 
     ctx.hook(target, pre_hook, pre=True, with_kwargs=True)
     ctx.hook(target, forward_hook)
+
+
+def _continuation(bound: dict, length: int, at: int, runtime):
+    """A generation step on a cache that holds the prompt tokens: the step's mask gets the prompt's
+    columns, and its positions count them (dropped, so the model counts from the cache's length)."""
+    mask = bound.get("attention_mask")
+    if mask is not None and mask.dim() == 2:
+        ones = torch.ones(mask.shape[0], length, dtype=mask.dtype, device=mask.device)
+        bound["attention_mask"] = runtime.mask = torch.cat([mask[:, :at], ones, mask[:, at:]], dim=1)
+    bound.pop("position_ids", None)
+    bound.pop("self", None)
+    return (), bound
