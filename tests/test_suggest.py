@@ -27,24 +27,25 @@ BUDGET = "20%"  # tiny models have ~33K parameters: at 0.5 % not even one cell f
 
 
 def classifier(family: str, seed: int = 0):
-    """A tiny random sequence classifier of `family` (T5 too: T5ForSequenceClassification)."""
-    if family != "t5":
+    """A tiny random sequence classifier of `family` (T5 and BART too: *ForSequenceClassification)."""
+    if family not in tiny.SEQ2SEQ:
         return tiny.model(family, seed=seed, num_labels=2)
     torch.manual_seed(seed)
-    cfg = tiny.config("t5")
+    cfg = tiny.config(family)
     cfg.num_labels = 2
-    return T.T5ForSequenceClassification(cfg).eval()
+    return T.AutoModelForSequenceClassification.from_config(cfg).eval()
 
 
 def labelled_batches(family: str, n: int = 4, size: int = 6, seed: int = 0) -> list[dict]:
     """Random token batches whose label is whether token 7 occurs (learnable, so gradients carry signal)."""
     batches = []
     for i in range(n):
-        batch = tiny.batch(family, seed=seed + i, size=size, length=10, pad_last=0 if family == "t5" else 3)
+        seq2seq = family in tiny.SEQ2SEQ
+        batch = tiny.batch(family, seed=seed + i, size=size, length=10, pad_last=0 if seq2seq else 3)
         batch.pop("decoder_input_ids", None)
         batch["input_ids"][::2, 2] = 7
-        if family == "t5":  # T5's classifier reads the representation at the end-of-sequence token
-            batch["input_ids"][:, -1] = tiny.config("t5").eos_token_id
+        if seq2seq:  # T5's / BART's classifier reads the representation at the end-of-sequence token
+            batch["input_ids"][:, -1] = tiny.config(family).eos_token_id
         batch["labels"] = (batch["input_ids"] == 7).any(1).long()
         batches.append(batch)
     return batches

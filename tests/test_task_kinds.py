@@ -169,3 +169,25 @@ def test_no_branch_on_the_kind_outside_the_kind_files():
     hits = [f"{f.name}:{n}: {line.strip()}" for f in files
             for n, line in enumerate(f.read_text().splitlines(), 1) if pattern.search(line)]
     assert not hits, hits
+
+
+def test_qa_adapters_predict_answer_spans(tmp_path):
+    """Extractive QA gets `lamina predict` through its kind: question + context in, the best span out."""
+    from lamina.evaluate import predict_file
+    from lamina.train import train
+    from test_train import squad_file
+
+    model_dir = make_model_dir(tmp_path, head="qa")
+    data = tmp_path / "squad"
+    data.mkdir()
+    squad_file(data / "train-v1.1.json", 2, 0)
+    squad_file(data / "dev-v1.1.json", 1, 1)
+    train(model_dir, "squad", "lora:r=2", data, tmp_path / "run", epochs=1, doc_stride=8, **{**FAST, "max_length": 24})
+    context = "the king and the queen who was very good"
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text(json.dumps({"id": "q1", "question": "who ?", "context": context}) + "\n")
+    rows = predict_file(tmp_path / "run", inputs)
+    assert rows[0]["id"] == "q1" and rows[0]["answer"] in context and rows[0]["answer"].strip()
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"question": "who ?"}) + "\n")
+    with pytest.raises(TaskError, match=r"bad.jsonl:1: .*'context'"):
+        predict_file(tmp_path / "run", tmp_path / "bad.jsonl")

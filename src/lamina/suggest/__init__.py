@@ -191,7 +191,7 @@ def suggest(model, task, data_dir=None, budget="0.5%", *, methods=None, probe_st
     else:
         planned = for_steps if for_steps is not None else planned_steps(len(features), batch_size)
         steps = probe_steps_for(planned, probe_steps)
-    s = _run(model_obj, tokenizer, features, steps, options, dict(
+    s = _run(model_obj, spec.type.collator(tokenizer, model_obj), features, steps, options, dict(
         model=str(model), task=spec.name, data=str(path), batch_size=batch_size, max_length=max_length,
         planned_steps=planned, train_examples=len(examples)), started, cpu)
     if output_dir is not None:
@@ -225,7 +225,7 @@ def suggest_for_run(design, model_name_or_path, spec, train_examples, output_dir
     planned = planned_steps(len(features), batch_size, epochs=epochs, max_steps=max_steps, grad_accum=grad_accum,
                             world_size=world)
     steps = probe_steps_for(planned, options["probe_steps"])
-    s = _run(model, tokenizer, features, steps, options, dict(
+    s = _run(model, spec.type.collator(tokenizer, model), features, steps, options, dict(
         model=str(model_name_or_path), task=spec.name, batch_size=batch_size, max_length=max_length,
         planned_steps=planned, train_examples=len(train_examples), auto=design.strip()), started, cpu)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -254,12 +254,12 @@ def _features(spec, examples, tokenizer, max_length: int, doc_stride: int) -> li
     return features
 
 
-def probe_batches(features: list[dict], tokenizer, steps: int, batch_size: int, seed: int) -> list[dict]:
+def probe_batches(features: list[dict], tokenizer, steps: int, batch_size: int, seed: int, collate=None) -> list[dict]:
     """`steps` padded mini-batches drawn without replacement in a seeded order (reshuffled when the
     data runs out)."""
     from transformers import DataCollatorWithPadding
 
-    collate = DataCollatorWithPadding(tokenizer)
+    collate = collate or DataCollatorWithPadding(tokenizer)  # the task kind's collator when given
     rng = random.Random(seed)
     order: list[int] = []
     batches = []
@@ -273,8 +273,8 @@ def probe_batches(features: list[dict], tokenizer, steps: int, batch_size: int, 
     return batches
 
 
-def _run(model, tokenizer, features, steps: int, options: dict, info: dict, started: float, cpu: float) -> Suggestion:
-    batches = probe_batches(features, tokenizer, steps, info["batch_size"], options["seed"])
+def _run(model, collate, features, steps: int, options: dict, info: dict, started: float, cpu: float) -> Suggestion:
+    batches = probe_batches(features, None, steps, info["batch_size"], options["seed"], collate=collate)
     s = suggest_from_batches(model, batches, options["budget"], methods=options["methods"], seed=options["seed"],
                              signal=options["signal"], prior=options["prior"], options={**options, **info})
     s.timing["wall_s"] = time.perf_counter() - started

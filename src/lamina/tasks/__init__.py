@@ -1,5 +1,6 @@
 """Tasks: GLUE, SQuAD v1.1 and text classification — loaders, specs, metrics, encoding — and the task
-kinds (one file each: classification, regression, qa; `kind.py` is the contract, `kinds.py` the registry).
+kinds (one file each: classification, regression, qa, seq2seq, sft; `kind.py` is the contract,
+`kinds.py` the registry).
 
 Everything is read from local files in the datasets' original formats; ``load_glue_hub`` is the only
 function that needs the network (and the optional ``datasets`` package).
