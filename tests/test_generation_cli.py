@@ -121,3 +121,12 @@ def test_the_documented_example_data_and_models(shared_data, tmp_path):
     tok = AutoTokenizer.from_pretrained(out / "tiny-llama")
     assert tok.decode(tok(chats[0]["prompt"])["input_ids"], skip_special_tokens=True) == chats[0]["prompt"]
     assert f"{len(pairs)} train / " in done.stdout
+
+
+def test_a_kind_on_a_model_it_cannot_use_is_one_line(models, tmp_path):
+    data = tiny_lm.write_sft(tmp_path / "data", n_train=4, n_dev=2)
+    line = one_line_error(runner.invoke(app, ["train", "--task", "sft", "--model", models["t5"], "--data-dir",
+                                              str(data), "--output", str(tmp_path / "run"), "--no-progress"]))
+    assert line == ("error: task 'sft' is sft: it needs a model AutoModelForCausalLM can build, and t5 models "
+                    "are not among them")
+    assert not (tmp_path / "run").exists()

@@ -58,9 +58,21 @@ def test_own_source_target_files_train_evaluate_and_predict(t5, root, tmp_path):
     assert again["metrics"]["loss"] == pytest.approx(best["loss"], rel=1e-5)
     inputs = tiny_lm.write_jsonl(tmp_path / "in.jsonl", [{"source": "one good film two", "id": "q"},
                                                           {"source": "the king"}])
-    rows = predict_file(tmp_path / "run", inputs, tmp_path / "out.jsonl")
+    rows = predict_file(tmp_path / "run", inputs, tmp_path / "out.jsonl", max_new_tokens=6)
     assert [r["id"] for r in rows] == ["q", "1"] and all(isinstance(r["generation"], str) for r in rows)
     assert [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()] == rows
+
+    # merged into a plain Hugging Face folder (lamina merge): the same generations without lamina
+    import lamina
+    from lamina.tasks import TaskOptions, get_kind
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    lamina.export_merged(tmp_path / "run", tmp_path / "merged", strict=True)
+    merged = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "merged").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "merged")
+    prompts = [tok(json.loads(line)["source"])["input_ids"] for line in inputs.read_text().splitlines()]
+    texts = get_kind("seq2seq").generate(merged, tok, prompts, TaskOptions(max_new_tokens=6))
+    assert texts == [r["generation"] for r in rows]
 
 
 def test_explicit_files_and_bad_lines(t5, root, tmp_path):

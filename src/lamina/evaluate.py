@@ -65,7 +65,7 @@ def task_without_data(task: str | None, model) -> TaskSpec:
         spec = task
     elif task:
         own = data_task_kind(task)
-        spec = own.placeholder_spec() if own is not None else get_task(task)
+        spec = own.placeholder_spec(getattr(model.config, "num_labels", 2)) if own is not None else get_task(task)
     else:
         kind = next((k for k in kinds().values() if k.claims(model)), None)
         if kind is None:
@@ -114,8 +114,16 @@ def meta_model_for(spec: TaskSpec, config):
     cls, kwargs = spec.type.model_class(spec, config)
     config = copy.deepcopy(config)
     config.update(kwargs)
-    with torch.device("meta"):
-        return cls.from_config(config)
+    try:
+        with torch.device("meta"):
+            return cls.from_config(config)
+    except ValueError:  # the auto class has no model of this type (e.g. sft on T5, seq2seq on GPT-2)
+        raise _kind_error(spec, cls, config) from None
+
+
+def _kind_error(spec: TaskSpec, cls, config) -> LaminaError:
+    return LaminaError(f"task {spec.name!r} is {spec.kind}: it needs a model {cls.__name__} can build, and "
+                       f"{getattr(config, 'model_type', '?')} models are not among them")
 
 
 def check_design(model_name_or_path: str, spec: TaskSpec, design):
@@ -131,7 +139,10 @@ def load_model(model_name_or_path: str, spec: TaskSpec):
     """(model, tokenizer) for a task: the class and head its kind asks for."""
     import transformers as T
 
-    cls, kwargs = spec.type.model_class(spec, model_config(model_name_or_path))
+    config = model_config(model_name_or_path)
+    cls, kwargs = spec.type.model_class(spec, config)
+    if type(config) not in getattr(cls, "_model_mapping", {type(config): None}):
+        raise _kind_error(spec, cls, config)
     try:
         tokenizer = T.AutoTokenizer.from_pretrained(model_name_or_path)
         model = cls.from_pretrained(model_name_or_path, **kwargs)
