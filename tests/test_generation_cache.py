@@ -9,6 +9,7 @@ import torch
 
 import lamina
 import tiny_lm
+from lamina.merge import merge  # not lamina.merge: once the lamina.merge module is imported, that name is the module
 from lamina.presets import PRESETS
 
 # s4's default budget (0.5 %) is below its smallest design on these tiny models
@@ -61,7 +62,7 @@ def test_cache_merge_and_reload_change_no_generation(family, design, tmp_path):
     lamina.load(fresh, tmp_path / "adapter")
     same(cached, generate(fresh.eval(), inputs))
 
-    kept = lamina.merge(model)  # whatever cannot merge keeps running as hooks
+    kept = merge(model)  # whatever cannot merge keeps running as hooks
     same(cached, generate(model, inputs))
     if not kept:
         same(cached, generate(model, inputs, use_cache=False))
