@@ -38,7 +38,7 @@ def one(exact: bool) -> dict:
 
     import lamina
     from lamina.inject import adapters_of
-    from lamina.merge import merge_parts
+    from lamina.merging import merge_parts
 
     torch.set_num_threads(1)
     model = T.BertForSequenceClassification(T.BertConfig()).eval()

@@ -9,7 +9,7 @@ import torch
 
 import lamina
 import tiny_lm
-from lamina.merge import merge  # not lamina.merge: once the lamina.merge module is imported, that name is the module
+from lamina import merge
 from lamina.presets import PRESETS
 
 # s4's default budget (0.5 %) is below its smallest design on these tiny models

@@ -58,7 +58,7 @@ def test_no_import_cycle():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
-GENERIC = ["design.py", "build.py", "inject.py", "budget.py", "io.py", "merge.py", "export.py", "train.py",
+GENERIC = ["design.py", "build.py", "inject.py", "budget.py", "io.py", "merging.py", "export.py", "train.py",
            "peft_format.py", "search/space.py", "search/stages.py", "search/analysis.py", "search/record.py"]
 
 

@@ -19,7 +19,7 @@ _WHERE = {
     "Report": "lamina.build", "apply": "lamina.inject", "collect_gates": "lamina.inject",
     "delete_adapter": "lamina.inject", "gate_values": "lamina.inject", "set_active": "lamina.inject",
     "trainable_names": "lamina.inject",
-    "merge": "lamina.merge", "unmerge": "lamina.merge",
+    "merge": "lamina.merging", "unmerge": "lamina.merging",
     "save": "lamina.io", "load": "lamina.io", "export_merged": "lamina.export",
     "export_peft": "lamina.peft_format", "import_peft": "lamina.peft_format",
     "suggest": "lamina.suggest",  # the function; the package of that name is callable too (lamina.suggest)

@@ -1,5 +1,5 @@
 """Merged export: a plain Hugging Face model folder with every mergeable part folded into the weights,
-loadable without lamina. The merging itself is `lamina.merge.merge_parts` (the one merge loop)."""
+loadable without lamina. The merging itself is `lamina.merging.merge_parts` (the one merge loop)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from lamina.design import Design
 from lamina.errors import LaminaError
 from lamina.inject import CONTAINER, adapters_of, clear_full, delete_adapter
 from lamina.io import REMAINING_DIR, adapter_info, load, load_base, read_info, stored_tensors, verify, write_adapter_dir
-from lamina.merge import merge_parts
+from lamina.merging import merge_parts
 from lamina.methods.head import head_key
 from lamina.util import publish, temp_dir_next_to
 
