@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from lamina import checks
 from lamina.errors import LaminaError
 from lamina.tasks import TaskError, TaskSpec, bundled_sst2_dir, get_task
 from lamina.tasks.base import DataFiles, data_source
@@ -92,12 +93,18 @@ def _load_error(what: str, name: str, err: Exception) -> LaminaError:
 
 
 def model_config(model_name_or_path: str, **kwargs):
-    import transformers as T
+    """The model's config, checked (lamina.checks): strict types for its sizing fields, a supported model type."""
+    return checks.model_config(model_name_or_path, **kwargs)
 
-    try:
-        return T.AutoConfig.from_pretrained(model_name_or_path, **kwargs)
-    except (OSError, ValueError, KeyError) as err:
-        raise _load_error("model", model_name_or_path, err) from None
+
+def check_model(model_name_or_path: str, spec: TaskSpec, max_length: int | None = None):
+    """The model's config, checked before any weights load: a config lamina can build (strict types, a
+    supported model type), safetensors weights (a pickle-only folder is refused unopened), and a max length
+    its positions can hold."""
+    config = model_config(model_name_or_path)
+    checks.check_weights(model_name_or_path)
+    checks.check_max_length(config, max_length)
+    return config
 
 
 def task_for_model(spec: TaskSpec, model_name_or_path: str) -> TaskSpec:
@@ -126,12 +133,13 @@ def _kind_error(spec: TaskSpec, cls, config) -> LaminaError:
                        f"{getattr(config, 'model_type', '?')} models are not among them")
 
 
-def check_design(model_name_or_path: str, spec: TaskSpec, design):
-    """Resolve and check the design on a weightless (meta) copy of the model before any weights load,
-    so a bad design or model path fails in a second. Returns the dry-run report."""
+def check_design(model_name_or_path: str, spec: TaskSpec, design, max_length: int | None = None, config=None):
+    """Resolve and check the model and the design on a weightless (meta) copy of the model before any
+    weights load, so a bad design or model path fails in a second. Returns the dry-run report."""
     import lamina
 
-    skeleton = meta_model_for(spec, model_config(model_name_or_path))
+    checks.design_argument(design)
+    skeleton = meta_model_for(spec, config or check_model(model_name_or_path, spec, max_length))
     return lamina.apply(skeleton, design, dry_run=True)
 
 
@@ -143,11 +151,18 @@ def load_model(model_name_or_path: str, spec: TaskSpec):
     cls, kwargs = spec.type.model_class(spec, config)
     if type(config) not in getattr(cls, "_model_mapping", {type(config): None}):
         raise _kind_error(spec, cls, config)
+    checks.check_weights(model_name_or_path)
     try:
         tokenizer = T.AutoTokenizer.from_pretrained(model_name_or_path)
-        model = cls.from_pretrained(model_name_or_path, **kwargs)
+        model = cls.from_pretrained(model_name_or_path, use_safetensors=True, **kwargs)
     except (OSError, ValueError, KeyError) as err:
         raise _load_error("model", model_name_or_path, err) from None
+    except RuntimeError as err:
+        if "mismatched" not in str(err):
+            raise
+        raise LaminaError(f"cannot load model '{model_name_or_path}' for task {spec.name!r}: its saved task head "
+                          f"does not have the shape the task needs; start from a model without a task head (or one "
+                          "trained on the same labels)") from None
     if tokenizer.pad_token is None:  # decoder-only tokenizers: pad with EOS, as HF classification heads expect
         tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -189,6 +204,7 @@ def load_adapter(adapter_dir, model: str | None = None):
     base = model or info.get("base_model_name_or_path")
     if not base:
         raise LaminaError(f"{adapter_dir}: design.json names no base model; pass --model")
+    check_adapter(adapter_dir, info, base)
     net = lamina_io.load_base(info, base)
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
@@ -198,6 +214,29 @@ def load_adapter(adapter_dir, model: str | None = None):
         tokenizer.pad_token = tokenizer.eos_token
     lamina_io.load(net, adapter_dir)
     return net.eval(), tokenizer, info
+
+
+def check_adapter(adapter_dir, info: dict, base: str):
+    """Before the base model loads: the tensor file (checksum, finite values) and the base's config (the
+    depth and widths the adapter was trained on; safetensors weights). Returns the base's config."""
+    from lamina import io as lamina_io
+    from lamina.adapter_checks import check_finite, check_same_base
+
+    check_finite(lamina_io.read_tensors(adapter_dir, info), Path(adapter_dir) / lamina_io.TENSOR_FILE)
+    config = checks.model_config(base)
+    checks.check_weights(base)
+    check_same_base(info, config, base, Path(adapter_dir) / lamina_io.DESIGN_FILE)
+    return config
+
+
+def resolve_max_length(config, given: int | None, run: dict) -> int:
+    """--max-length as given (checked against the model's positions), else the run's, else 128 (at most
+    what the model holds)."""
+    if given is not None:
+        checks.check_max_length(config, given)
+        return given
+    value = run.get("max_length") if isinstance(run.get("max_length"), int) else 128
+    return checks.default_max_length(config, value)
 
 
 def evaluate_adapter(adapter_dir, task: str, data_dir=None, split: str = "validation", *, model: str | None = None,
@@ -218,6 +257,7 @@ def evaluate_adapter(adapter_dir, task: str, data_dir=None, split: str = "valida
     kind.check_labelled(spec, examples, f"{spec.name} {split}")
     options = run_options(run, max_length=max_length, doc_stride=doc_stride, batch_size=batch_size,
                           max_new_tokens=max_new_tokens, num_beams=num_beams)
+    options.max_length = resolve_max_length(net.config, max_length, run)
     options.model_config = net.config
     features = kind.encode(spec, examples, tokenizer, options, train=False)
     metrics = kind.evaluate(net, EvalSet(spec, examples, features, tokenizer, options))
@@ -254,6 +294,7 @@ def predict_file(adapter_dir, input_path, output_path=None, *, model: str | None
     examples = kind.read_inputs(spec, Path(input_path))
     options = run_options(run, max_length=max_length, batch_size=batch_size, max_new_tokens=max_new_tokens,
                           num_beams=num_beams)
+    options.max_length = resolve_max_length(net.config, max_length, run)
     options.model_config = net.config
     rows = kind.predict(net, tokenizer, spec, examples, options)
     if output_path is not None:

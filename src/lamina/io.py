@@ -27,7 +27,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lamina.adapter_checks import check_finite, check_info, check_same_base, check_stored_size
 from lamina.build import AdapterSet, Report
+from lamina.checks import check_weights
 from lamina.design import Design
 from lamina.errors import LaminaError
 from lamina.inject import CONTAINER, active_adapter, adapters_of, apply, delete_adapter, full_design
@@ -197,6 +199,7 @@ def read_info(directory: str | Path) -> dict:
     for key in ("design", "sha256"):
         if key not in info:
             raise LaminaError(f"{design_path}: the field '{key}' is missing")
+    check_info(info, design_path)
     return info
 
 
@@ -249,6 +252,7 @@ def load(model: nn.Module, directory: str | Path, name: str = "default") -> Repo
     model_type = getattr(model.config, "model_type", None)
     if info.get("model_type") and info["model_type"] != model_type:
         raise LaminaError(f"this adapter was trained on a '{info['model_type']}' model; this model is '{model_type}'")
+    _check_before_build(model, directory, info, design, tensors, name)
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     if info.get("dtype") and info["dtype"] != dtype:
         warnings.warn(f"adapter saved in {info['dtype']}, base model is {dtype}: tensors are cast", stacklevel=2)
@@ -263,6 +267,16 @@ def load(model: nn.Module, directory: str | Path, name: str = "default") -> Repo
         delete_adapter(model, name)
         raise
     return report
+
+
+def _check_before_build(model: nn.Module, directory, info: dict, design: Design, tensors: dict, name: str) -> None:
+    """Before anything is built: finite tensors, the same depth and widths as the base the adapter was trained
+    on, and (counted on the meta device) exactly as many stored values as the file holds."""
+    where = Path(directory) / TENSOR_FILE
+    check_finite(tensors, where)
+    check_same_base(info, model.config, str(getattr(model.config, "_name_or_path", "") or "this model"), where)
+    if not info.get("full"):
+        check_stored_size(apply(model, stored_design(design), name=name, dry_run=True), tensors, where)
 
 
 def _load_full(model: nn.Module, design: Design, tensors: dict, info: dict) -> Report:
@@ -299,7 +313,8 @@ def load_base(info: dict, base: str | None = None) -> nn.Module:
     if "Classification" in cls.__name__ and labels:
         kwargs["id2label"] = {int(k): v for k, v in labels.items()}
         kwargs["label2id"] = {v: int(k) for k, v in labels.items()}
+    check_weights(str(name))  # a pickle-only folder is refused unopened; hub weights: safetensors only
     try:
-        return cls.from_pretrained(str(name), **kwargs).eval()
+        return cls.from_pretrained(str(name), use_safetensors=True, **kwargs).eval()
     except (OSError, ValueError) as err:
         raise LaminaError(f"cannot load the base model '{name}': {str(err).strip().splitlines()[0]}") from None

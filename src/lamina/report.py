@@ -222,12 +222,11 @@ def load_search_records(inputs: Sequence[str], storage: str | None = None) -> li
         if path.is_dir() and (path / "search.json").is_file():
             path = path / "search.json"
         if path.is_file():
-            try:
-                record = json.loads(path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise LaminaError(f"{path}: not a search record ({err})") from None
-            if not isinstance(record, dict) or "stages" not in record:
-                raise LaminaError(f"{path}: not a search record (no 'stages')")
+            from lamina.checks import read_json
+            from lamina.search.record_schema import check_record
+
+            record = read_json(path, "search record")
+            check_record(record, path)
             record.setdefault("source", str(path.parent))
             records.append(record)
         elif storage:

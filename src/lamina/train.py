@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import platform
 import resource
@@ -35,8 +36,11 @@ from pathlib import Path
 
 import torch
 
+from lamina.checks import default_max_length
 from lamina.errors import LaminaError
-from lamina.evaluate import by_length, check_design, check_not_empty, load_model, resolve_task, task_for_model
+from lamina.evaluate import (
+    by_length, check_design, check_model, check_not_empty, load_model, resolve_task, task_for_model,
+)
 from lamina.tasks.base import DataFiles
 from lamina.tasks.kind import EvalSet, TaskOptions
 from lamina.tasks.regression import init_regression_bias  # noqa: F401  (public here since it was born here)
@@ -273,6 +277,10 @@ def _check_options(**values) -> None:
     for key, value in values.items():
         if value is None:
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise LaminaError(f"{key} must be a finite number, got {value}")
+        if key == "seed" and not 0 <= value < 2**32:
+            raise LaminaError(f"seed must be in [0, 2**32), got {value}")
         if key in ("lr", "epochs") and not value > 0:
             raise LaminaError(f"{key} must be > 0, got {value}")
         if key in ("batch_size", "max_length", "eval_steps", "max_steps", "grad_accum", "doc_stride", "max_new_tokens",
@@ -291,7 +299,7 @@ def _check_options(**values) -> None:
 
 def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir="runs/run", *,
           lr: float | None = None, warmup_ratio: float = 0.06, weight_decay: float = 0.0, epochs: float = 3,
-          batch_size: int = 32, eval_batch_size: int | None = None, max_length: int = 128, doc_stride: int = 128,
+          batch_size: int = 32, eval_batch_size: int | None = None, max_length: int | None = None, doc_stride: int = 128,
           seed: int = 42, train_limit: int | None = None, eval_limit: int | None = None,
           eval_steps: int | None = None, max_steps: int | None = None, grad_accum: int = 1,
           resume: bool = False, keep_checkpoints: bool = False, deterministic: bool = True,
@@ -317,13 +325,19 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
     _check_options(lr=lr, epochs=epochs, batch_size=batch_size, max_length=max_length, eval_steps=eval_steps,
                    max_steps=max_steps, grad_accum=grad_accum, doc_stride=doc_stride, train_limit=train_limit,
                    eval_limit=eval_limit, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
-                   max_new_tokens=max_new_tokens, num_beams=num_beams)
+                   max_new_tokens=max_new_tokens, num_beams=num_beams, seed=seed)
     _check_precision(precision)
     spec, data_path = resolve_task(task, data_dir)
     spec = task_for_model(spec, model_name_or_path)  # e.g. GLUE as text-to-text on an encoder-decoder LM
     kind = spec.type
     out = Path(output_dir).expanduser().resolve()
     ckpt_dir = out / CHECKPOINTS
+    config = check_model(model_name_or_path, spec, max_length)  # fails fast, before data or weights load
+    max_length = max_length or default_max_length(config)
+    from lamina.suggest import is_auto, suggest_for_run
+
+    if not is_auto(design):  # an `auto:` design is known only after its probe (below)
+        check_design(model_name_or_path, spec, design, config=config)
     train_examples, eval_examples, note = kind.training_data(spec, data_path, train_limit, eval_limit)
     check_not_empty(train_examples, f"{spec.name} train split")
     check_not_empty(eval_examples, f"{spec.name} validation split")
@@ -335,12 +349,11 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
 
     # --- lamina suggest: an `auto:...` design is replaced here by the design a probe on this run's training
     # data suggests (<output_dir>/suggest/, cost in results.json "suggest"); any other design passes through.
-    from lamina.suggest import suggest_for_run
-
     design, suggested = suggest_for_run(design, model_name_or_path, spec, train_examples, out, batch_size=batch_size,
                                         max_length=max_length, doc_stride=doc_stride, epochs=epochs, max_steps=max_steps,
                                         grad_accum=grad_accum, seed=seed, resume=resume)
-    check_design(model_name_or_path, spec, design)  # fails fast, before any weights load
+    if suggested is not None:
+        check_design(model_name_or_path, spec, design, config=config)
     with _determinism(seed, deterministic), _progress_bars(progress):
         model, tokenizer = load_model(model_name_or_path, spec)
         options.model_config = model.config

@@ -1,7 +1,9 @@
 """`lamina` command line: params, train, eval, predict, merge, export-peft, import-peft, search, report, suggest.
 
-Each pipeline stage registers its commands from its own module; user errors become one line on stderr
-and exit code 2, never a traceback.
+Each pipeline stage registers its commands from its own module. Every command runs behind one error
+boundary (`lamina.cli.boundary`): a user error is one line on stderr and exit code 2, never a traceback
+(`--debug` or LAMINA_DEBUG=1 adds it); an internal error (a bug) exits 1 with a "this is a bug" line and
+the traceback.
 """
 
 from __future__ import annotations

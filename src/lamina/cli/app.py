@@ -11,27 +11,28 @@ import functools
 
 import typer
 
-from lamina.errors import LaminaError
+from lamina.cli import boundary
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False, help="Layer-wise, budget-aware PEFT for Hugging Face models.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
+                  cls=boundary.LaminaGroup, help="Layer-wise, budget-aware PEFT for Hugging Face models.")
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="show the traceback of user errors too (or LAMINA_DEBUG=1)"),
+) -> None:
     """Layer-wise, budget-aware PEFT for Hugging Face models."""
+    boundary.set_debug(debug)
 
 
 def command(*args, **kwargs):
-    """`@command()` = `@app.command()` whose user errors print as one line with exit code 2."""
+    """`@command()` = `@app.command()` behind the error boundary (`lamina.cli.boundary`): user errors are one
+    line with exit code 2, internal errors exit 1 with the traceback."""
 
     def wrap(fn):
         @functools.wraps(fn)
         def run(*a, **kw):
-            try:
-                return fn(*a, **kw)
-            except (LaminaError, FileNotFoundError, NotADirectoryError) as err:
-                typer.echo(f"error: {err}", err=True)
-                raise typer.Exit(2) from None
+            return boundary.guarded(fn, *a, **kw)
 
         return app.command(*args, **kwargs)(run)
 

@@ -45,7 +45,12 @@ def export_peft(
     output: Path = typer.Option(..., "--output", "-o", help="folder for adapter_config.json + adapter_model.safetensors"),
 ):
     """Write a LoRA(-plus-head) lamina adapter as a Hugging Face PEFT LoRA adapter."""
+    from lamina import io as lamina_io
+    from lamina.adapter_checks import check_finite
     from lamina.peft_format import export_peft as run
+
+    info = lamina_io.read_info(adapter)
+    check_finite(lamina_io.read_tensors(adapter, info), Path(adapter) / lamina_io.TENSOR_FILE)
 
     typer.echo(f"PEFT LoRA adapter written to {run(adapter, output)}")
 
@@ -57,7 +62,10 @@ def import_peft(
     base: str | None = typer.Option(None, "--base", help="base model id or folder (default: base_model_name_or_path)"),
 ):
     """Turn a Hugging Face PEFT LoRA adapter into a lamina adapter folder."""
+    from lamina.adapter_checks import check_peft_folder
     from lamina.peft_format import import_peft as run
+
+    check_peft_folder(adapter, base)
 
     _quiet()
     typer.echo(f"lamina adapter written to {run(adapter, output, base=base)}")

@@ -33,10 +33,14 @@ def params(
 ):
     """Count trainable and stored parameters per group and method (no weights are loaded)."""
     import lamina
-    from lamina.arch import config_from
     from lamina.tasks import kinds
 
     if head != "none" and head not in kinds():
         raise LaminaError(f"--head must be one of {', '.join([*kinds(), 'none'])}, not '{head}'")
-    report = lamina.apply(head_model(config_from(model), head, num_labels), design, dry_run=True)
+    if num_labels < 1:
+        raise LaminaError(f"--num-labels must be >= 1 (1 = a regression head), got {num_labels}")
+    from lamina.checks import design_argument, model_config
+
+    design_argument(design)
+    report = lamina.apply(head_model(model_config(model), head, num_labels), design, dry_run=True)
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())

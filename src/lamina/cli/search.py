@@ -41,7 +41,8 @@ def search_cmd(
     epochs: float = typer.Option(1.0, "--epochs", help="training epochs per trial"),
     train_limit: int = typer.Option(None, "--train-limit", help="train on the first N examples"),
     eval_limit: int = typer.Option(None, "--eval-limit", help="score on the first N validation examples"),
-    max_length: int = typer.Option(128, "--max-length", help="max tokens per example"),
+    max_length: int = typer.Option(None, "--max-length", help="max tokens per example [default: 128, or the "
+                                                               "model's positions if fewer]"),
     batch_size: int = typer.Option(32, "--batch-size", help="examples per step"),
     lr: float = typer.Option(None, "--lr", help="learning rate (default: train's PEFT default, 1e-3)"),
     train_seed: int = typer.Option(42, "--train-seed", help="seed for init, data order and dropout of every trial"),
@@ -64,6 +65,7 @@ def search_cmd(
     every design sized to one budget. Resumable; several processes or machines can share one study."""
     from transformers.utils import logging as hf_logging
 
+    from lamina import checks
     from lamina.evaluate import default_model
     from lamina.search import Search, SearchConfig, SearchSpace
 
@@ -76,16 +78,22 @@ def search_cmd(
     overrides = {k: v for k, v in (("budget", budget), ("seed", seed)) if v is not None}
     if overrides:
         space_obj = SearchSpace.from_dict({**space_obj.to_dict(), **overrides})
+    model = model or default_model()
+    checks.positive("--max-length", max_length)
+    if max_length is None and not spawned:
+        max_length = checks.default_max_length(checks.model_config(model))
     config = SearchConfig(
-        model=model or default_model(), tasks=tuple(task), data=tuple(data_dir or ()), space=space_obj,
+        model=model, tasks=tuple(task), data=tuple(data_dir or ()), space=space_obj,
         trials_per_stage=trials_per_stage, epochs=epochs, train_limit=train_limit, eval_limit=eval_limit,
         max_length=max_length, batch_size=batch_size, lr=lr, seed=train_seed, eval_steps=eval_steps, prune=prune,
         reduction_factor=reduction_factor,
     )
     for name, value in (("--epochs", epochs), ("--train-limit", train_limit), ("--eval-limit", eval_limit),
-                        ("--max-length", max_length), ("--batch-size", batch_size), ("--eval-steps", eval_steps)):
-        if value is not None and value <= 0:
-            raise LaminaError(f"{name} must be > 0, got {value}")
+                        ("--max-length", max_length), ("--batch-size", batch_size), ("--eval-steps", eval_steps),
+                        ("--lr", lr)):
+        checks.positive(name, value)
+    if not 0 <= train_seed < 2**32:
+        raise LaminaError(f"--train-seed must be in [0, 2**32), got {train_seed}")
     if prune and eval_steps is None and epochs <= 1 and not spawned:
         typer.echo("warning: --prune without --eval-steps evaluates once per epoch; with one epoch nothing can be "
                    "pruned (the last evaluation never is)", err=True)

@@ -93,7 +93,8 @@ def train_cmd(
     lr: float = typer.Option(None, "--lr", help="peak learning rate [default: 1e-3 for PEFT designs, 2e-5 for full]"),
     epochs: float = typer.Option(3.0, "--epochs", help="training epochs"),
     batch_size: int = typer.Option(32, "--batch-size", help="examples per step and process"),
-    max_length: int = typer.Option(128, "--max-length", help="max tokens per example (SQuAD: per window)"),
+    max_length: int = typer.Option(None, "--max-length", help="max tokens per example (SQuAD: per window) "
+                                                               "[default: 128, or the model's positions if fewer]"),
     seed: int = typer.Option(42, "--seed", help="seed for init, data order and dropout"),
     train_limit: int = typer.Option(None, "--train-limit", help="use only the first N training examples"),
     eval_limit: int = typer.Option(None, "--eval-limit", help="use only the first N validation examples"),
@@ -223,6 +224,10 @@ def demo_cmd(
     from lamina.evaluate import default_model
     from lamina.train import train
 
+    from lamina.checks import positive
+
+    for name, value in (("--epochs", epochs), ("--lr", lr), ("--train-limit", train_limit)):
+        positive(name, value)
     model = default_model()
     typer.echo(f"lamina demo: {DEMO['design']} on all-MiniLM-L6-v2, bundled SST-2 sample "
                f"({epochs:g} epochs, lr {lr:g}, max length {DEMO['max_length']}) ...")

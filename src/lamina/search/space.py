@@ -190,11 +190,13 @@ class SearchSpace(_Strict):
 
     @classmethod
     def from_file(cls, path: str | Path) -> "SearchSpace":
+        from lamina.checks import read_text
+
         path = Path(path)
         if not path.is_file():
             raise SpaceError(f"search space file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(read_text(path, "search space file"))
         except yaml.YAMLError as err:
             raise SpaceError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
         if not isinstance(data, dict):

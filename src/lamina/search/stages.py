@@ -110,7 +110,7 @@ class Search:
         self.config, self.space = config, config.space
         self.output = Path(output).expanduser().resolve()
         self.url = store.storage_url(storage, self.output)
-        self.storage = store.open_storage(self.url, heartbeat, grace)
+        self._storage, self._storage_args = None, (heartbeat, grace)
         self.name = study
         self.poll = poll
         self.repair_after = repair_after if repair_after is not None else max(60.0, 2.0 * (grace or 3 * heartbeat))
@@ -118,6 +118,13 @@ class Search:
         self.say = say or (lambda text: print(text, file=sys.stderr, flush=True))
         self._meta = None
         self._reports: dict = {}
+
+    @property
+    def storage(self):
+        """The study store, opened (and, for a new SQLite file, created) on first use: after `preflight`."""
+        if self._storage is None:
+            self._storage = store.open_storage(self.url, *self._storage_args)
+        return self._storage
 
     # --- the model, as far as sampling needs it (meta device: shapes only) -----------------------
     def _model_info(self):
@@ -153,10 +160,12 @@ class Search:
     def preflight(self) -> None:
         """Fail early, as one line, on what would make every trial fail: unknown task, missing data,
         unloadable model config, a budget no design of the space can meet."""
-        from lamina.evaluate import resolve_task
+        from lamina.evaluate import check_model, resolve_task
 
+        store.check_sqlite_file(self.url)
         for i, task in enumerate(self.config.tasks):
-            resolve_task(task, self.config.data_for(i))
+            spec, _ = resolve_task(task, self.config.data_for(i))
+            check_model(self.config.model, spec, self.config.max_length)
         num_layers = self._model_info()[1]
         if num_layers < self.space.groups:
             raise LaminaError(f"space.groups: {self.space.groups} groups need at least {self.space.groups} layers; "

@@ -58,15 +58,33 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def storage_url(storage: str | None, output: Path) -> str:
-    """A URL for RDBStorage: None -> sqlite file in the output folder; a bare path -> sqlite file."""
+    """A URL for RDBStorage: None -> sqlite file in the output folder; a bare path -> sqlite file. Nothing is
+    created here: `open_storage` makes the folder of a SQLite file when it opens it."""
     if not storage:
-        output.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(output / 'search.db').resolve()}"
     if "://" not in storage:
         path = Path(storage).expanduser().resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise LaminaError(f"--storage {storage}: is a folder; give a database file or an RDB URL")
         return f"sqlite:///{path}"
     return storage
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a sqlite:/// URL (None for other databases and in-memory SQLite)."""
+    if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+        return None
+    return Path(url[len("sqlite:///"):])
+
+
+def check_sqlite_file(url: str) -> None:
+    """An existing file given as a SQLite store must be a SQLite database (a header check: nothing is written)."""
+    path = sqlite_path(url)
+    if path is not None and path.is_file() and path.stat().st_size > 0:
+        with open(path, "rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                raise LaminaError(f"--storage {path}: this file is not a SQLite database; give a new file name, "
+                                  "a search database, or an RDB URL")
 
 
 def redact(url: str) -> str:
@@ -95,6 +113,9 @@ def _sqlite_pragmas(connection, _record) -> None:
 def open_storage(url: str, heartbeat: int = 10, grace: int | None = None) -> optuna.storages.RDBStorage:
     """RDB storage with heartbeats and retry of stale trials. SQLite: waits up to 60 s for a lock, WAL."""
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    check_sqlite_file(url)
+    if sqlite_path(url) is not None:
+        sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: known, chosen
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -1,0 +1,238 @@
+"""Checks that run before anything is loaded, allocated or written: each failure is a `LaminaError` whose one
+line names the file, field or value and what would be accepted.
+
+- files: `read_text` / `read_json` / `read_json_object` (exists, is a file, UTF-8, valid JSON, the right type);
+- models: `model_config` (a Hub id, a model folder or a config.json; the config's structural fields strictly
+  typed and consistent, its model type one lamina supports), `check_weights` (a local model folder must hold
+  safetensors weights: pickle-only folders are refused, never opened), `check_max_length`;
+- designs: `design_argument` (a --design file must be readable UTF-8 YAML/JSON holding a mapping);
+- numbers: `positive`, `finite`.
+
+Adapter folders (design.json fields, tensors, the base they were trained on) are checked in
+`lamina.adapter_checks`; output paths in `lamina.outputs`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from lamina.errors import LaminaError
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+DESIGN_SUFFIXES = (".yaml", ".yml", ".json")
+
+# config fields that size a model: when present (and not null) each must be an int >= 1 (never a bool)
+INT_FIELDS = (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+    "max_position_embeddings", "type_vocab_size", "embedding_size", "num_key_value_heads", "head_dim",
+    "n_embd", "n_layer", "n_head", "n_inner", "n_positions", "n_ctx",
+    "d_model", "d_ff", "d_kv", "num_layers", "num_decoder_layers", "num_heads",
+)
+# (width, heads) pairs where the width must split evenly over the heads
+HEAD_SPLITS = (("hidden_size", "num_attention_heads"), ("n_embd", "n_head"))
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return " ".join(text.splitlines()[0].split()) if text else type(err).__name__
+
+
+# --- files -------------------------------------------------------------------------------------------
+def read_text(path: str | Path, what: str = "file") -> str:
+    path = Path(path)
+    if path.is_dir():
+        raise LaminaError(f"{path}: is a folder; expected a {what}")
+    if not path.is_file():
+        raise LaminaError(f"{what} not found: {path}")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise LaminaError(f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+                          f"save the {what} as UTF-8") from None
+
+
+def read_json(path: str | Path, what: str = "JSON file"):
+    path = Path(path)
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise LaminaError(f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno})") from None
+
+
+def read_json_object(path: str | Path, what: str = "JSON file") -> dict:
+    data = read_json(path, what)
+    if not isinstance(data, dict):
+        raise LaminaError(f"{path}: expected a JSON object {{...}} at the top level, found {type_name(data)}")
+    return data
+
+
+def type_name(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+# --- numbers -----------------------------------------------------------------------------------------
+def finite(name: str, value) -> None:
+    if value is not None and not math.isfinite(value):
+        raise LaminaError(f"{name} must be a finite number, got {value}")
+
+
+def positive(name: str, value, allow_zero: bool = False) -> None:
+    """`value` (if given) is a finite number > 0 (>= 0 with allow_zero)."""
+    if value is None:
+        return
+    finite(name, value)
+    if value < 0 or (value == 0 and not allow_zero):
+        raise LaminaError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+# --- model configs -------------------------------------------------------------------------------------
+def supported_model_types() -> list[str]:
+    from lamina.arch import FAMILIES
+
+    return sorted({t for f in FAMILIES.values() for t in f.model_types})
+
+
+def check_config_dict(data: dict, where) -> None:
+    """Strict types for the fields that size a model, a model type lamina supports, heads that split the width."""
+    model_type = data.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise LaminaError(f"{where}: no 'model_type' field (e.g. \"bert\"), so the architecture is unknown")
+    supported = supported_model_types()
+    if model_type not in supported:
+        raise LaminaError(f"{where}: unsupported model type '{model_type}' (lamina supports: {', '.join(supported)})")
+    for key in INT_FIELDS:
+        value = data.get(key)
+        if value is None:
+            continue
+        least = 0 if key == "type_vocab_size" else 1  # DeBERTa-v2 has no token types
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            what = "a non-negative" if least == 0 else "a positive"
+            raise LaminaError(f"{where}: '{key}' must be {what} integer, got {json.dumps(value)}")
+    if model_type in ("t5", "mt5") or data.get("head_dim"):
+        return
+    for width, heads in HEAD_SPLITS:
+        if data.get(width) and data.get(heads) and data[width] % data[heads]:
+            raise LaminaError(f"{where}: {width} {data[width]} is not divisible by {heads} {data[heads]} "
+                              f"(each head gets {width} / {heads} dimensions)")
+    kv, heads = data.get("num_key_value_heads"), data.get("num_attention_heads")
+    if kv and heads and heads % kv:
+        raise LaminaError(f"{where}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}")
+    labels = data.get("id2label")
+    if labels is not None and not (isinstance(labels, dict) and all(str(k).lstrip("-").isdigit() for k in labels)):
+        raise LaminaError(f"{where}: 'id2label' must map label ids (\"0\", \"1\", ...) to names")
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def model_config(name: str, **kwargs):
+    """The config of a model given as a Hub id, a local model folder or a config.json file, checked
+    (`check_config_dict`); `kwargs` go to the config (num_labels, id2label...)."""
+    from transformers import AutoConfig
+
+    name = str(name)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        config_path = path / "config.json"
+        if not config_path.is_file():
+            raise LaminaError(f"{path}: no config.json here, so this is not a Hugging Face model folder")
+        check_config_dict(read_json_object(config_path, "config file"), config_path)
+        source, load = config_path, lambda: AutoConfig.from_pretrained(str(path), **kwargs)
+    elif path.suffix == ".json" or path.is_file():
+        if path.is_file() and path.suffix != ".json":
+            raise LaminaError(f"{path}: not a model; give a model folder, a Hub id or a config.json file")
+        data = read_json_object(path, "config file")
+        check_config_dict(data, path)
+        source, load = path, lambda: AutoConfig.for_model(**{**data, **kwargs})
+    elif _looks_like_path(name):
+        raise LaminaError(f"cannot load model '{name}': no such folder")
+    else:
+        source, load = f"model '{name}'", lambda: AutoConfig.from_pretrained(name, **kwargs)
+    try:
+        config = load()
+    except Exception as err:  # noqa: BLE001 - parsing a user's config: every failure is about that input
+        raise LaminaError(f"cannot load a model config from {source}: {first_line(err)}") from None
+    check_config_dict(config.to_dict(), source)
+    return config
+
+
+def check_weights(name: str) -> None:
+    """A local model folder must hold safetensors weights. A folder with only pickle weights (.bin/.pt...)
+    is refused without opening them: unpickling can run code. (Hub models are loaded with
+    use_safetensors=True, which refuses pickles the same way.)"""
+    path = Path(str(name)).expanduser()
+    if not path.is_dir():
+        return
+    if any(path.glob("*.safetensors")) or (path / "model.safetensors.index.json").is_file():
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise LaminaError(
+            f"{path}: the weights are only in a pickle file ({pickles[0]}); lamina loads safetensors only, because "
+            "unpickling can run code. Convert once, where you trust the file: "
+            "AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)")
+    raise LaminaError(f"{path}: no model weights here (model.safetensors)")
+
+
+def max_tokens(config) -> int | None:
+    """The longest input the model's position embeddings can hold (None: no absolute limit)."""
+    kind = getattr(config, "model_type", "")
+    if kind in ("t5", "mt5"):
+        return None
+    if kind == "gpt2":
+        return getattr(config, "n_positions", None)
+    if kind == "deberta-v2" and not getattr(config, "position_biased_input", True):
+        return None
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit and kind in ("roberta", "xlm-roberta"):
+        limit -= (getattr(config, "pad_token_id", 1) or 1) + 1  # positions start after the padding index
+    return limit
+
+
+def default_max_length(config, preferred: int = 128) -> int:
+    """128 tokens, or fewer when the model's positions hold fewer."""
+    limit = max_tokens(config)
+    return min(preferred, limit) if limit else preferred
+
+
+def check_max_length(config, value: int | None, flag: str = "--max-length") -> None:
+    if value is None:
+        return
+    if value < 1:
+        raise LaminaError(f"{flag} must be >= 1, got {value}")
+    limit = max_tokens(config)
+    if limit is not None and value > limit:
+        raise LaminaError(f"{flag} {value} is more than this model's {limit} positions "
+                          f"(max_position_embeddings in its config); use at most {limit}")
+
+
+# --- designs -----------------------------------------------------------------------------------------
+def is_design_file(value) -> bool:
+    return isinstance(value, Path) or (isinstance(value, str) and (value.endswith(DESIGN_SUFFIXES) or Path(value).exists()))
+
+
+def design_argument(value) -> None:
+    """A design given as a file must be a readable UTF-8 YAML/JSON mapping (the design layer then checks
+    its fields); preset strings are left to the design layer."""
+    import yaml
+
+    if not is_design_file(value):
+        return
+    path = Path(value)
+    text = read_text(path, "design file")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise LaminaError(f"{path}{where}: not valid YAML/JSON ({first_line(err)})") from None
+    if not isinstance(data, dict):
+        raise LaminaError(f"{path}: a design must be a mapping with 'groups' (and optional 'prompt', 'budget', "
+                          f"'train_head', 'full'), found {type_name(data)}")
