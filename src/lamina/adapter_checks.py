@@ -136,7 +136,7 @@ def check_peft_config(folder: str | Path) -> dict:
     return cfg
 
 
-def check_peft_folder(folder: str | Path, base: str | None) -> None:
+def check_peft_folder(folder: str | Path, base: str | None) -> str | None:
     """Before a PEFT adapter is imported: its config (strict types), its weights (finite; pickle-only folders
     are refused by the importer unopened) and the base model it names (a config lamina can build,
     safetensors weights)."""
@@ -157,3 +157,4 @@ def check_peft_folder(folder: str | Path, base: str | None) -> None:
     if name:
         model_config(name)
         check_weights(name)
+    return name

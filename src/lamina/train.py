@@ -44,6 +44,7 @@ from lamina.evaluate import (
 from lamina.tasks.base import DataFiles
 from lamina.tasks.kind import EvalSet, TaskOptions
 from lamina.tasks.regression import init_regression_bias  # noqa: F401  (public here since it was born here)
+from lamina.outputs import resolve_model
 
 log = logging.getLogger("lamina.train")
 
@@ -327,6 +328,7 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
                    eval_limit=eval_limit, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
                    max_new_tokens=max_new_tokens, num_beams=num_beams, seed=seed)
     _check_precision(precision)
+    model_name_or_path = resolve_model(model_name_or_path)  # a local folder is recorded by its absolute path
     spec, data_path = resolve_task(task, data_dir)
     spec = task_for_model(spec, model_name_or_path)  # e.g. GLUE as text-to-text on an encoder-decoder LM
     kind = spec.type

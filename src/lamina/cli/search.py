@@ -12,6 +12,7 @@ import typer
 
 from lamina.cli.app import command
 from lamina.errors import LaminaError
+from lamina.outputs import check_output_folder
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -97,6 +98,8 @@ def search_cmd(
     if prune and eval_steps is None and epochs <= 1 and not spawned:
         typer.echo("warning: --prune without --eval-steps evaluates once per epoch; with one epoch nothing can be "
                    "pruned (the last evaluation never is)", err=True)
+    if not spawned:  # an earlier search output is resumed; any other non-empty folder is refused
+        check_output_folder(output, "search", inputs=(model, *(data_dir or ()), space), resume=True)
     engine = Search(config, output, storage=storage, study=study, heartbeat=heartbeat, say=lambda t: typer.echo(t, err=True))
     if not spawned:
         engine.preflight()
@@ -163,11 +166,14 @@ def report_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="folder for report.md, report.html and the PNG plots"),
     storage: str = typer.Option(None, "--storage", help="Optuna storage URL to read study names from"),
     title: str = typer.Option("lamina design-space search", "--title", help="report title"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing report folder"),
 ):
     """Write report.md and report.html: per-stage score distributions per choice, winners, and score vs
     trainable parameters for every trial with the Pareto front."""
+    from lamina.outputs import replace_folder
     from lamina.report import load_search_records, write_search_report
 
+    check_output_folder(output, "report", inputs=inputs, overwrite=overwrite)
     records = load_search_records(inputs, storage)
-    paths = write_search_report(records, output, title=title)
+    paths = replace_folder(output, lambda out: write_search_report(records, out, title=title))
     typer.echo(f"wrote {', '.join(str(p) for p in paths)}")

@@ -118,6 +118,8 @@ def train_cmd(
                                                                       "per example [default: the longest "
                                                                       "training target]"),
     num_beams: int = typer.Option(1, "--num-beams", help="generation tasks: beam search width (1 = greedy)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="train again into an existing run folder "
+                                                              "(replaces the earlier run)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
     as_json: bool = typer.Option(False, "--json", help="print results.json instead of a summary"),
 ):
@@ -131,6 +133,15 @@ def train_cmd(
     data = _data(data_dir, train_file, dev_file)
     if output is None:
         output = Path("runs") / f"{task}-{Path(design).stem if design.endswith(('.yaml', '.yml', '.json')) else design.split(':')[0]}"
+    if resume and overwrite:
+        raise LaminaError("--resume continues a run and --overwrite starts it again: give one of them")
+    from lamina.outputs import check_output_folder
+
+    if _is_main():
+        if _finished(output, resume, as_json):
+            return
+        check_output_folder(output, "run", inputs=(model, data_dir, train_file, dev_file, design), overwrite=overwrite,
+                            resume=resume)
     # with --json, stdout carries only the results: the Trainer's log lines go to stderr meanwhile
     with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
         results = train(model, task, design, data, output, lr=lr, epochs=epochs, batch_size=batch_size,
@@ -141,6 +152,24 @@ def train_cmd(
                         precision=precision, max_new_tokens=max_new_tokens, num_beams=num_beams)
     if _is_main():
         typer.echo(json.dumps(results, indent=2, default=str) if as_json else _summary(results))
+
+
+def _finished(output: Path, resume: bool, as_json: bool) -> bool:
+    """`--resume` on a run that has finished (results.json written): say so, change nothing."""
+    results = output / "results.json"
+    if not (resume and results.is_file()):
+        return False
+    from lamina.checks import read_json_object
+
+    saved = read_json_object(results, "run results")
+    if as_json:
+        typer.echo(json.dumps(saved, indent=2))
+        return True
+    metric, best = saved.get("main_metric"), saved.get("main_score")
+    score = f" (best {metric} {best:.4f})" if isinstance(best, (int, float)) and metric else ""
+    typer.echo(f"{output}: this run has already finished{score}; nothing to resume. "
+               "Use --overwrite to train it again.")
+    return True
 
 
 @command("eval")
@@ -194,11 +223,16 @@ def predict_cmd(
     max_length: int = typer.Option(None, "--max-length", help="[default: the run's max length, else 128]"),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="generation tasks [default: the run's]"),
     num_beams: int = typer.Option(None, "--num-beams", help="generation tasks [default: the run's, else 1]"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --output file"),
 ):
     """Predict for every input line: a label and its probability, a score, an answer span, or a generation
     (what the task's kind writes)."""
     _quiet_transformers(bars=False)
     from lamina.evaluate import predict_file
+    from lamina.outputs import check_output_file
+
+    if output is not None:
+        check_output_file(output, inputs=(input_path, adapter, model), overwrite=overwrite)
 
     rows = predict_file(adapter, input_path, output, model=model, task=task, max_length=max_length,
                         max_new_tokens=max_new_tokens, num_beams=num_beams)
@@ -215,6 +249,7 @@ def demo_cmd(
     epochs: float = typer.Option(DEMO["epochs"], "--epochs", help="training epochs"),
     lr: float = typer.Option(DEMO["lr"], "--lr", help="peak learning rate"),
     train_limit: int = typer.Option(None, "--train-limit", help="use only the first N of the 2,000 training rows"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="run again into an existing demo folder"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
 ):
     """Fine-tune all-MiniLM-L6-v2 with SPAFIT (layers 0-1 frozen, 2-3 BitFit, 4-5 LoRA r=8 on q,v + BitFit)
@@ -225,9 +260,12 @@ def demo_cmd(
     from lamina.train import train
 
     from lamina.checks import positive
+    from lamina.outputs import check_output_folder
 
     for name, value in (("--epochs", epochs), ("--lr", lr), ("--train-limit", train_limit)):
         positive(name, value)
+    if _is_main():
+        check_output_folder(output, "run", overwrite=overwrite)
     model = default_model()
     typer.echo(f"lamina demo: {DEMO['design']} on all-MiniLM-L6-v2, bundled SST-2 sample "
                f"({epochs:g} epochs, lr {lr:g}, max length {DEMO['max_length']}) ...")
