@@ -161,3 +161,19 @@ def test_output_rules_directly(tmp_path):
             check_output_folder(output, "run", inputs=inputs)
     assert check_output_folder(tmp_path / "new", "run", inputs=[data]) == (tmp_path / "new").resolve()
     assert not (tmp_path / "new").exists()
+
+
+def test_resume_skips_a_checkpoint_whose_trainer_state_is_cut_short(run, tmp_path):
+    model, data, _ = run
+    out = tmp_path / "killed"
+    steps = ["--eval-steps", "1", "--max-steps", "3", "--keep-checkpoints"]
+    assert runner.invoke(app, train_args(model, data, out, *steps)).exit_code == 0
+    (out / "results.json").unlink()  # as if killed before the end
+    checkpoints = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    last = checkpoints[-1] / "trainer_state.json"
+    last.write_text(last.read_text()[:40])  # cut short
+    result = runner.invoke(app, train_args(model, data, out, *steps, "--resume", "--json"))
+    assert result.exit_code == 0, result.output
+    results = json.loads(result.stdout)
+    assert Path(results["resumed_from"]).name == checkpoints[-2].name
+    assert results["global_step"] == 3

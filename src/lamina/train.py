@@ -119,15 +119,25 @@ def restore_checkpoint_model(model, folder: str | Path) -> None:
 
 
 def complete_checkpoints(folder: Path) -> list[Path]:
-    """checkpoint-N folders that were written to the end (trainer_state.json is written last), by step."""
+    """checkpoint-N folders that were written to the end (trainer_state.json is written last, and must
+    parse: one cut short by a full disk or a crash does not count), by step."""
     if not folder.is_dir():
         return []
     found = []
     for path in folder.iterdir():
         if path.is_dir() and path.name.startswith("checkpoint-") and path.name[11:].isdigit():
-            if all((path / f).is_file() for f in _CKPT_NEEDS):
+            if all((path / f).is_file() for f in _CKPT_NEEDS) and _readable_state(path / "trainer_state.json"):
                 found.append(path)
     return sorted(found, key=lambda p: int(p.name[11:]))
+
+
+def _readable_state(path: Path) -> bool:
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        log.warning("%s is unreadable (cut short?): that checkpoint is skipped", path)
+        return False
+    return isinstance(state, dict) and isinstance(state.get("global_step"), int)
 
 
 def _clean_checkpoints(folder: Path, fresh: bool) -> None:
