@@ -118,9 +118,12 @@ def _to_label(spec: TaskSpec, raw: str, path, line: int, column):
     value = raw.strip()
     if spec.kind == "regression":
         try:
-            return float(value)
+            score = float(value)
         except ValueError:
             raise TaskError.at(path, f"score {raw!r} is not a number", line, column) from None
+        if score != score or score in (float("inf"), float("-inf")):
+            raise TaskError.at(path, f"score {raw!r} is not a finite number", line, column)
+        return score
     label_id = spec.label2id.get(value)
     if label_id is None:
         raise TaskError.at(path, f"label {raw!r} not in label set {list(spec.labels)}", line, column)

@@ -68,10 +68,17 @@ def load_squad(path, limit: int | None = None) -> list[dict]:
                 texts, starts = [], []
                 for n, ans in enumerate(_need(qa, "answers", list, path, qw)):
                     aw = f"{qw}.answers[{n}]"
-                    texts.append(_need(ans, "text", str, path, aw))
+                    text = _need(ans, "text", str, path, aw)
                     start = _need(ans, "answer_start", int, path, aw)
-                    if not 0 <= start <= len(context):
-                        raise TaskError.at(path, f"{aw}: answer_start {start} outside the context")
+                    if isinstance(start, bool):
+                        raise TaskError.at(path, f"{aw}.answer_start: expected int, got bool")
+                    if not 0 <= start <= len(context) - len(text):
+                        raise TaskError.at(path, f"{aw}: answer_start {start} puts the {len(text)}-character answer "
+                                                 f"outside the {len(context)}-character context")
+                    if context[start:start + len(text)] != text:
+                        raise TaskError.at(path, f"{aw}: answer_start {start} does not point at the answer "
+                                                 f"{text[:40]!r} (the context has {context[start:start + len(text)][:40]!r} there)")
+                    texts.append(text)
                     starts.append(start)
                 examples.append({"id": qid, "title": title, "question": _need(qa, "question", str, path, qw),
                                  "context": context, "answers": {"text": texts, "answer_start": starts}})

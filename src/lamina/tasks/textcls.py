@@ -46,10 +46,15 @@ DOMAIN_TASKS: dict[str, TaskSpec] = {
 }
 
 
-def label_string(value) -> str | None:
-    """JSON/CSV label value -> the string used in label sets (1 -> "1", true -> "true")."""
+def label_string(value, path=None, line=None, field: str = "label") -> str | None:
+    """JSON/CSV label value -> the string used in label sets (1 -> "1", true -> "true"). A label is one
+    value: a list or an object is refused (naming file and line when given)."""
     if value is None:
         return None
+    if isinstance(value, (list, dict)) or (isinstance(value, float) and value != value):
+        what = "a list" if isinstance(value, list) else "an object" if isinstance(value, dict) else "NaN"
+        message = f"a label must be one string or number, found {what} {json.dumps(value)[:40]}"
+        raise (TaskError.at(path, message, line, field) if path is not None else TaskError(message))
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
@@ -103,6 +108,14 @@ def _field(record: dict, name: str, path, line, required: bool = True):
     return value
 
 
+def _text(value, path, line, field: str) -> str:
+    """A text field must be a string (a number, list or object would be silently stringified)."""
+    if not isinstance(value, str):
+        kind = {list: "a list", dict: "an object", bool: "a boolean"}.get(type(value), "a number")
+        raise TaskError.at(path, f"must be a string, found {kind} {json.dumps(value)[:40]}", line, field)
+    return value
+
+
 def _sort_labels(values) -> tuple[str, ...]:
     """Sorted label set; integer-like labels sort numerically so "10" comes after "9"."""
     values = set(values)
@@ -115,7 +128,7 @@ def _sort_labels(values) -> tuple[str, ...]:
 def infer_labels(path, label_field: str = "label") -> tuple[str, ...]:
     """The sorted set of label strings in a file (normally the train file)."""
     path = Path(path)
-    found = [label_string(_field(rec, label_field, path, line)) for line, rec in _records(path)]
+    found = [label_string(_field(rec, label_field, path, line), path, line, label_field) for line, rec in _records(path)]
     if not found:
         raise TaskError.at(path, "no data rows (empty dataset)")
     return _sort_labels(found)
@@ -155,12 +168,13 @@ def load_text_classification(path, label_field: str = "label", text_field: str =
     label2id = {label_string(lab): i for i, lab in enumerate(labels or ())}
     examples = []
     for line, rec in _records(path):
-        text = _field(rec, text_field, path, line)
+        text = _text(_field(rec, text_field, path, line), path, line, text_field)
         pair = _field(rec, text_pair_field, path, line, required=False)
+        pair = None if pair is None else _text(pair, path, line, text_pair_field)
         raw = _field(rec, label_field, path, line, required=require_labels)
         label = None
         if raw is not None and (require_labels or label2id):
-            key = label_string(raw)
+            key = label_string(raw, path, line, label_field)
             if key not in label2id:
                 raise TaskError.at(path, f"label {raw!r} not in label set {list(label2id)}", line, label_field)
             label = label2id[key]
