@@ -14,6 +14,7 @@ Adapter folders (design.json fields, tensors, the base they were trained on) are
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -215,7 +216,21 @@ def check_max_length(config, value: int | None, flag: str = "--max-length") -> N
 
 # --- designs -----------------------------------------------------------------------------------------
 def is_design_file(value) -> bool:
-    return isinstance(value, Path) or (isinstance(value, str) and (value.endswith(DESIGN_SUFFIXES) or Path(value).exists()))
+    return isinstance(value, Path) or (isinstance(value, str) and bool(value.strip())
+                                       and (value.endswith(DESIGN_SUFFIXES) or Path(value).exists()))
+
+
+@contextlib.contextmanager
+def naming_design_file(design):
+    """Design-layer errors about a design file name the file (the design layer names only the field)."""
+    from lamina.errors import DesignError
+
+    try:
+        yield
+    except DesignError as err:
+        if is_design_file(design) and not str(err).startswith(str(design)):
+            raise DesignError(f"{design}: {err}") from None
+        raise
 
 
 def design_argument(value) -> None:

@@ -140,7 +140,8 @@ def check_design(model_name_or_path: str, spec: TaskSpec, design, max_length: in
 
     checks.design_argument(design)
     skeleton = meta_model_for(spec, config or check_model(model_name_or_path, spec, max_length))
-    return lamina.apply(skeleton, design, dry_run=True)
+    with checks.naming_design_file(design):
+        return lamina.apply(skeleton, design, dry_run=True)
 
 
 def load_model(model_name_or_path: str, spec: TaskSpec):

@@ -32,8 +32,13 @@ def merge(
     from lamina.outputs import check_output_folder, replace_folder
 
     _quiet()
-    named = read_info(adapter).get("base_model_name_or_path")
+    info = read_info(adapter)
+    named = info.get("base_model_name_or_path")
     check_output_folder(output, "merged", inputs=(adapter, base, named), overwrite=overwrite)
+    if base or named:  # before the base loads: the tensors, and the base's config against the trained-on one
+        from lamina.evaluate import check_adapter
+
+        check_adapter(adapter, info, base or named)
     result = replace_folder(output, lambda out: export_merged(adapter, out, base=base, strict=strict))
     typer.echo(f"merged model written to {result['output']}" + (" (with tokenizer)" if result["tokenizer"] else ""))
     for part in result["merged"]:

@@ -39,8 +39,10 @@ def params(
         raise LaminaError(f"--head must be one of {', '.join([*kinds(), 'none'])}, not '{head}'")
     if num_labels < 1:
         raise LaminaError(f"--num-labels must be >= 1 (1 = a regression head), got {num_labels}")
-    from lamina.checks import design_argument, model_config
+    from lamina.checks import design_argument, model_config, naming_design_file
 
     design_argument(design)
-    report = lamina.apply(head_model(model_config(model), head, num_labels), design, dry_run=True)
+    skeleton = head_model(model_config(model), head, num_labels)
+    with naming_design_file(design):
+        report = lamina.apply(skeleton, design, dry_run=True)
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())

@@ -78,7 +78,11 @@ def search_cmd(
     space_obj = SearchSpace.from_file(space) if space else SearchSpace.default()
     overrides = {k: v for k, v in (("budget", budget), ("seed", seed)) if v is not None}
     if overrides:
-        space_obj = SearchSpace.from_dict({**space_obj.to_dict(), **overrides})
+        try:
+            space_obj = SearchSpace.from_dict({**space_obj.to_dict(), **overrides})
+        except LaminaError as err:
+            given = " ".join(f"--{k} {v}" for k, v in overrides.items())
+            raise LaminaError(f"{given}: {err}") from None
     model = model or default_model()
     checks.positive("--max-length", max_length)
     if max_length is None and not spawned:
