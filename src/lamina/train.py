@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from lamina import reporting
 from lamina.checks import default_max_length
 from lamina.errors import LaminaError
 from lamina.evaluate import (
@@ -316,7 +317,8 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
           resume: bool = False, keep_checkpoints: bool = False, deterministic: bool = True,
           progress: bool = True, logging_steps: int | None = None, callbacks: list | None = None,
           final_eval: bool = False, label_mean_init: bool = True, gradient_checkpointing: bool = False,
-          precision: str = "fp32", max_new_tokens: int | None = None, num_beams: int = 1) -> dict:
+          precision: str = "fp32", max_new_tokens: int | None = None, num_beams: int = 1,
+          report_to: list[str] | None = None) -> dict:
     """Fine-tune `design` (preset string, design file, dict or Design) on `task`; returns the results
     dict also written to `output_dir/results.json`. `data_dir`: a data folder, or `{"train": file,
     "validation": file}`. `lr` defaults to 1e-3 for PEFT designs and 2e-5 for `full`. `eval_steps`
@@ -328,7 +330,8 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
     `gradient_checkpointing` turns on the HF model's own switch (non-reentrant, so frozen inputs still
     pass gradients to the adapters). `precision`: "fp32", "bf16" (autocast, on CPU too) or "fp16" (CUDA);
     the base and adapter tensors stay float32 either way. `max_new_tokens` / `num_beams`: generation
-    settings of kinds scored by decoding."""
+    settings of kinds scored by decoding. `report_to`: the Trainer's logging integrations by name
+    (tensorboard writes to `output_dir/tensorboard`; see `lamina.reporting`)."""
     from transformers import TrainingArguments
 
     import lamina
@@ -338,6 +341,7 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
                    eval_limit=eval_limit, warmup_ratio=warmup_ratio, weight_decay=weight_decay,
                    max_new_tokens=max_new_tokens, num_beams=num_beams, seed=seed)
     _check_precision(precision)
+    report_to = reporting.check(report_to)
     model_name_or_path = resolve_model(model_name_or_path)  # a local folder is recorded by its absolute path
     spec, data_path = resolve_task(task, data_dir)
     spec = task_for_model(spec, model_name_or_path)  # e.g. GLUE as text-to-text on an encoder-decoder LM
@@ -383,6 +387,7 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
         eval_features = [eval_features[i] for i in by_length(eval_features)]  # less padding; metrics ignore order
         task_eval = EvalSet(spec, eval_examples, eval_features, tokenizer, options)
         by_steps = eval_steps is not None
+        integrations, reporters = reporting.callbacks(report_to, out, int(os.environ.get("RANK", "0")) == 0)
         args = TrainingArguments(
             output_dir=str(ckpt_dir), use_cpu=not torch.cuda.is_available(), seed=seed, data_seed=seed,
             full_determinism=False,  # applied above (and undone after this run), not left on for the process
@@ -392,7 +397,7 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
             eval_strategy="steps" if by_steps else "epoch", save_strategy="steps" if by_steps else "epoch",
             eval_steps=eval_steps, save_steps=eval_steps, save_total_limit=2, save_only_model=False,
             load_best_model_at_end=True, metric_for_best_model=spec.main_metric, greater_is_better=True,
-            logging_strategy="steps", logging_steps=logging_steps or 10, report_to="none",
+            logging_strategy="steps", logging_steps=logging_steps or 10, report_to=integrations,
             disable_tqdm=not progress, dataloader_num_workers=0, ddp_backend=_ddp_backend(),
             remove_unused_columns=False,
             # Task heads compute a plain mean loss; the Trainer's token averaging across processes would
@@ -422,7 +427,7 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
             trainer = _trainer_class()(
                 model=model, args=args, train_dataset=kind.model_inputs(train_features),
                 eval_dataset=kind.model_inputs(eval_features), data_collator=kind.collator(tokenizer, model),
-                task_eval=task_eval, callbacks=_callbacks(log_path, is_main, callbacks),
+                task_eval=task_eval, callbacks=_callbacks(log_path, is_main, [*reporters, *(callbacks or ())]),
             )
             if not progress:  # no bars and no printed log dicts (they still go to train.log)
                 from transformers.trainer_callback import PrinterCallback
@@ -445,10 +450,12 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
                                    grad_accum=grad_accum, deterministic=deterministic, task=task, final_eval=final_eval,
                                    label_mean_init=label_mean_init, gradient_checkpointing=gradient_checkpointing,
                                    precision=precision, max_new_tokens=options.max_new_tokens, num_beams=num_beams,
-                                   data_dir=data_option, world_size=args.world_size),
+                                   report_to=report_to, data_dir=data_option, world_size=args.world_size),
                                len(train_examples), len(eval_examples), out)
             if suggested is not None:  # lamina suggest: the probe's cost and what it chose (see above)
                 results["suggest"] = suggested
+            if "tensorboard" in report_to:
+                results["tensorboard_dir"] = str(out / reporting.TENSORBOARD_DIR)
             if is_main:
                 lamina_save(model, out)
                 _write_json(out / RESULTS, results)

@@ -118,6 +118,9 @@ def train_cmd(
                                                                       "per example [default: the longest "
                                                                       "training target]"),
     num_beams: int = typer.Option(1, "--num-beams", help="generation tasks: beam search width (1 = greedy)"),
+    report_to: list[str] = typer.Option(None, "--report-to", help="log the run's curves with the Trainer's "
+                                        "integrations, by name: tensorboard (into <output>/tensorboard), wandb, "
+                                        "mlflow, comet_ml, ... (repeat, or comma-separate)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="train again into an existing run folder "
                                                               "(replaces the earlier run)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
@@ -136,7 +139,9 @@ def train_cmd(
     if resume and overwrite:
         raise LaminaError("--resume continues a run and --overwrite starts it again: give one of them")
     from lamina.outputs import check_output_folder
+    from lamina.reporting import check as check_report_to
 
+    report_to = check_report_to(report_to)
     if _is_main():
         if _finished(output, resume, as_json):
             return
@@ -149,7 +154,7 @@ def train_cmd(
                         warmup_ratio=warmup_ratio, weight_decay=weight_decay, eval_steps=eval_steps,
                         max_steps=max_steps, resume=resume, keep_checkpoints=keep_checkpoints, progress=progress,
                         label_mean_init=label_mean_init, gradient_checkpointing=gradient_checkpointing,
-                        precision=precision, max_new_tokens=max_new_tokens, num_beams=num_beams)
+                        precision=precision, max_new_tokens=max_new_tokens, num_beams=num_beams, report_to=report_to)
     if _is_main():
         typer.echo(json.dumps(results, indent=2, default=str) if as_json else _summary(results))
 
