@@ -15,8 +15,10 @@ value pydantic rejects, a file that is not UTF-8 text). Everything else is treat
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
+import warnings
 
 import typer
 from typer.core import TyperGroup
@@ -41,6 +43,7 @@ def debug() -> bool:
 def one_line(text: str, limit: int = 600) -> str:
     """Collapse whitespace and newlines (a multi-line library message would break the one-line contract)."""
     text = " ".join(str(text).split())
+    text = re.sub(r"\s*\(?For further information visit https://errors\.pydantic\.dev/\S*?\)?(?=\s|$)", "", text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -95,16 +98,34 @@ def _quiet_libraries() -> None:
 
 
 def guarded(fn, *args, **kwargs):
-    """Run a command body behind the boundary: exit 2 for user errors, 1 for bugs."""
+    """Run a command body behind the boundary: exit 2 for user errors, 1 for bugs. Python warnings raised on
+    the way are held back and shown when the command ends, except after a user error (where only --debug shows
+    them): a library's warning about the bad input would otherwise turn the one error line into several."""
     _quiet_libraries()
+    held: list = []
     try:
-        return fn(*args, **kwargs)
-    except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
-        raise
-    except ClickException:
-        raise  # usage errors: LaminaGroup prints them
-    except Exception as err:  # noqa: BLE001 - this is the boundary
-        raise typer.Exit(report(err)) from None
+        with warnings.catch_warnings(record=True) as held:
+            warnings.simplefilter("default")
+            try:
+                return fn(*args, **kwargs)
+            except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
+                raise
+            except ClickException:
+                raise  # usage errors: LaminaGroup prints them
+            except Exception as err:  # noqa: BLE001 - this is the boundary
+                failure = err
+        if describe(failure) is not None and not debug():
+            held = []  # a user error: its one line only
+        _show(held)
+        held = []
+        raise typer.Exit(report(failure)) from None
+    finally:
+        _show(held)
+
+
+def _show(held: list) -> None:
+    for w in held:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _usage_line(err) -> str:
