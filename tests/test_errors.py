@@ -46,12 +46,12 @@ def test_debug_flag_and_environment_show_the_traceback(config, monkeypatch):
 
 
 def test_internal_error_is_visibly_a_bug(config, monkeypatch):
-    import lamina.cli.params as params_cli
+    import lamina.arch
 
     def broken(*_a, **_k):
         return {}["no such key"]
 
-    monkeypatch.setattr(params_cli, "meta_model", broken)
+    monkeypatch.setattr(lamina.arch, "meta_model", broken)
     result = runner.invoke(app, ["params", "--model", str(config), "--design", "lora"])
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()

@@ -148,8 +148,9 @@ for text in ("lora:r=0", "lora:r=-1", "lora:r=abc", "lora:r=1.5", "lora:alpha=x"
              "bitfit:which=nope", "unipelt:r=0", "unipelt:bottleneck=-1", "lora:budget=lots", "lora:budget=0", "bogus",
              "", ":", "full:x=1", "lora:r=8,r=9,=3", "adapter-houlsby:placement=x"):
     case(f"params-preset[{text}]")(lambda w, s, t=text: params(w, t))
-for text in ("lora:r=true", "lora:r=100000", "s4:budget=500%", "lora:budget=500%", "prefix:length=100000",
-             "adapter:bottleneck=true", "adapter:bottleneck=0", "spafit:n1=a"):
+for text in ("lora:r=true", "lora:r=100000", "s4:budget=500%", "lora:budget=500%", "adapter:bottleneck=true"):
+    case(f"params-preset[{text}]")(lambda w, s, t=text: params(w, t))
+for text in ("prefix:length=100000", "adapter:bottleneck=0", "spafit:n1=a"):
     case(f"params-preset[{text}]", lead=True)(lambda w, s, t=text: params(w, t))
 
 # --- params: design files -----------------------------------------------------------------------------
@@ -165,14 +166,14 @@ DESIGN_FILES = {
 }
 for name, content in DESIGN_FILES.items():
     case(f"params-design-file[{name}]")(lambda w, s, c=content: params(w, str(put(s, "d.yaml", c))))
-LEAD_FILES = {
+STRICT_FILES = {
     "r-true": "groups: [{layers: 0-1, strategies: [{lora: {r: true}}]}]\n",
     "layers-true": "groups: [{layers: true, strategies: [bitfit]}]\n",
     "r-huge": "groups: [{layers: 0-1, strategies: [{lora: {r: 100000}}]}]\n",
     "budget-500": "groups: [{layers: 0-3, strategies: [{lora: {r: null}}]}]\nbudget: {target: 500%}\n",
 }
-for name, content in LEAD_FILES.items():
-    case(f"params-design-file[{name}]", lead=True)(lambda w, s, c=content: params(w, str(put(s, "d.yaml", c))))
+for name, content in STRICT_FILES.items():  # strict types and sizes bounded by the model: the design layer's
+    case(f"params-design-file[{name}]")(lambda w, s, c=content: params(w, str(put(s, "d.yaml", c))))
 case("params-design-missing")(lambda w, s: params(w, str(s / "nope.yaml")))
 case("params-design-folder")(lambda w, s: params(w, str((s / "dir.yaml").mkdir() or s / "dir.yaml")))
 case("params-design-json-broken")(lambda w, s: params(w, str(put(s, "d.json", "{\"groups\": [}"))))
@@ -227,7 +228,7 @@ case("train-design-list")(lambda w, s: train(w, s, design=str(put(s, "d.yaml", "
 case("train-task-bogus")(lambda w, s: train(w, s, task="sst3"))
 case("train-data-is-a-file")(lambda w, s: train(w, s, data=w.glue / "SST-2" / "train.tsv"))
 case("train-data-missing")(lambda w, s: train(w, s, data=s / "nodata"))
-case("train-design-lead-r-true", lead=True)(lambda w, s: train(w, s, design="lora:r=true"))
+case("train-design-r-true")(lambda w, s: train(w, s, design="lora:r=true"))
 
 
 # --- train: data files --------------------------------------------------------------------------------
@@ -444,6 +445,27 @@ case("report-output-is-a-file")(lambda w, s: ["report", str(w.record), "-o", str
 case("report-output-is-the-input")(lambda w, s: ["report", str(w.copy(w.record, s / "r")), "-o", str(s / "r")])
 case("report-output-inside-input")(lambda w, s: ["report", str(w.copy(w.record, s / "r")), "-o", str(s / "r/rep")])
 case("report-storage-bogus")(lambda w, s: ["report", "study", "--storage", "bogus://x", "-o", str(s / "rep")])
+
+# --- suggest -----------------------------------------------------------------------------------------------------
+def suggest(w, s, *extra, model=None):
+    return ["suggest", "--model", str(model or w.model), "--task", "sst2", "--data-dir", str(w.glue),
+            "--output", str(s / "sg"), "--max-length", "16", "--batch-size", "8", "--probe-steps", "2", *extra]
+
+
+for flag, value in (("--budget", "lots"), ("--budget", "0"), ("--budget", "-3%"), ("--methods", "lora+dora"),
+                    ("--methods", ""), ("--signal", "vibes"), ("--prior", "astrology"), ("--max-length", "100000"),
+                    ("--probe-steps", "0"), ("--batch-size", "0"), ("--for-steps", "-1"), ("--train-limit", "0"),
+                    ("--seed", "-1")):
+    case(f"suggest-option[{flag}={value}]")(lambda w, s, f=flag, v=value: suggest(w, s, f, v))
+case("suggest-output-is-a-file")(lambda w, s: [*suggest(w, s), "--output", str(put(s, "f", "x"))])
+case("suggest-output-not-empty")(lambda w, s: [*suggest(w, s), "--output", str(put(s, "o/x", "x").parent)])
+case("suggest-output-inside-model")(lambda w, s: [*suggest(w, s, model=w.copy(w.model, s / "m")), "--output", str(s / "m/sg")])
+case("suggest-model-pickle")(lambda w, s: suggest(w, s, model=w.pickle_model))
+case("suggest-model-config-list")(lambda w, s: suggest(w, s, model=model_copy(w, s, raw=b"[]")))
+case("suggest-task-bogus")(lambda w, s: [*suggest(w, s), "--task", "sst3"])
+case("suggest-data-missing")(lambda w, s: [*suggest(w, s), "--data-dir", str(s / "nodata")])
+case("suggest-text-label-list")(lambda w, s: [*suggest(w, s), "--task", "text", "--data-dir", str(text_data(
+    s, TEXT_TRAIN["label-list"]))])
 
 # --- demo --------------------------------------------------------------------------------------------------------
 case("demo-output-is-a-file")(lambda w, s: ["demo", "--no-progress", "-o", str(put(s, "f", "x"))])

@@ -235,4 +235,4 @@ def test_merge_full_and_base_override(tmp_path):
     merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
     assert torch.equal(logits(merged, "gpt2"), expected)
     again = CliRunner().invoke(app, ["merge", "--adapter", str(folder), "--output", str(tmp_path / "out"), "--base", str(tmp_path / "base")])
-    assert again.exit_code == 2 and "not an empty folder" in again.output
+    assert again.exit_code == 2 and "already exists and is not empty" in again.output

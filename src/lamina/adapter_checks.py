@@ -111,7 +111,7 @@ def check_peft_config(folder: str | Path) -> dict:
     if not isinstance(cfg.get("peft_type"), str):
         raise LaminaError(f"{path}: 'peft_type' must name the PEFT method (\"LORA\")")
     if cfg.get("task_type") is not None and cfg["task_type"] not in PEFT_TASKS:
-        raise LaminaError(f"{path}: unknown task_type {json.dumps(cfg['task_type'])} (PEFT's are: {', '.join(PEFT_TASKS)}, or null)")
+        raise LaminaError(f"{path}: unknown task_type '{cfg['task_type']}' (PEFT's are: {', '.join(PEFT_TASKS)}, or null)")
     if "r" in cfg and not (is_int(cfg["r"]) and cfg["r"] >= 1):
         bad("r", "a positive integer")
     if cfg.get("lora_alpha") is not None and not is_number(cfg["lora_alpha"]):

@@ -26,9 +26,11 @@ KINDS = {
     "merged": ("config.json",),
     "report": ("report.md", "report.html"),
     "search": ("search.db", "search.json", "trials.log", "design.yaml"),
+    "suggest": ("design.yaml", "signals.json", "suggest.md"),
 }
 LABEL = {"run": "a lamina run folder", "adapter": "a lamina adapter", "peft": "a PEFT adapter",
-         "merged": "a merged model", "report": "a lamina report", "search": "a lamina search output"}
+         "merged": "a merged model", "report": "a lamina report", "search": "a lamina search output",
+         "suggest": "a lamina suggestion"}
 
 
 def local(path) -> Path | None:

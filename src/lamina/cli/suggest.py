@@ -28,11 +28,13 @@ def suggest_cmd(
     for_steps: int = typer.Option(None, "--for-steps", help="optimizer steps of the training run this prepares; "
                                                             "the probe takes 2 % of them [default: 3 epochs]"),
     batch_size: int = typer.Option(32, "--batch-size", help="probe batch size (use the training run's)"),
-    max_length: int = typer.Option(128, "--max-length", help="max tokens per example (use the training run's)"),
+    max_length: int = typer.Option(None, "--max-length", help="max tokens per example (use the training run's) "
+                                                               "[default: 128, or the model's positions if fewer]"),
     train_limit: int = typer.Option(None, "--train-limit", help="use only the first N training examples"),
     seed: int = typer.Option(0, "--seed", help="seed of the probe's batches and initialisation"),
     signal: str = typer.Option("fisher", "--signal", help="cell value: fisher | adam | grad2 | taylor"),
     prior: str = typer.Option("none", "--prior", help="layer prior: none | depth | change"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing suggestion folder"),
 ):
     """Probe every candidate method in every layer on a few training mini-batches, spend the budget on the
     (layer, method) cells worth most per parameter, and write the design with its evidence."""
@@ -44,10 +46,22 @@ def suggest_cmd(
                         ("--for-steps", for_steps), ("--train-limit", train_limit)):
         if value is not None and value < 1:
             raise LaminaError(f"{name} must be >= 1, got {value}")
+    from lamina.checks import check_max_length, check_weights, default_max_length, model_config
+    from lamina.outputs import check_output_folder, replace_folder
+
+    if not 0 <= seed < 2**32:
+        raise LaminaError(f"--seed must be in [0, 2**32), got {seed}")
+    model = model or default_model()
+    config = model_config(model)  # before the probe loads anything: the config, safetensors weights, positions
+    check_weights(model)
+    check_max_length(config, max_length)
+    max_length = max_length or default_max_length(config)
+    check_output_folder(output, "suggest", inputs=(model, data_dir), overwrite=overwrite)
     _quiet_transformers(bars=False)
-    result = suggest(model or default_model(), task, data_dir, budget, methods=methods, probe_steps=probe_steps,
-                     for_steps=for_steps, seed=seed, batch_size=batch_size, max_length=max_length,
-                     train_limit=train_limit, signal=signal, prior=prior, output_dir=output)
+    result = replace_folder(output, lambda out: suggest(
+        model, task, data_dir, budget, methods=methods, probe_steps=probe_steps, for_steps=for_steps, seed=seed,
+        batch_size=batch_size, max_length=max_length, train_limit=train_limit, signal=signal, prior=prior,
+        output_dir=out))
     typer.echo(result.table())
     for note in result.notes:
         typer.echo(f"note: {note}")
