@@ -150,7 +150,7 @@ for text in ("lora:r=0", "lora:r=-1", "lora:r=abc", "lora:r=1.5", "lora:alpha=x"
     case(f"params-preset[{text}]")(lambda w, s, t=text: params(w, t))
 for text in ("lora:r=true", "lora:r=100000", "s4:budget=500%", "lora:budget=500%", "adapter:bottleneck=true"):
     case(f"params-preset[{text}]")(lambda w, s, t=text: params(w, t))
-for text in ("prefix:length=100000", "adapter:bottleneck=0", "spafit:n1=a"):
+for text in ("prefix:length=100000", "adapter:bottleneck=0", "spafit:n1=a", "lora:targets=q+q", "lora:alpha=-1"):
     case(f"params-preset[{text}]", lead=True)(lambda w, s, t=text: params(w, t))
 
 # --- params: design files -----------------------------------------------------------------------------
@@ -228,6 +228,7 @@ case("train-design-list")(lambda w, s: train(w, s, design=str(put(s, "d.yaml", "
 case("train-task-bogus")(lambda w, s: train(w, s, task="sst3"))
 case("train-data-is-a-file")(lambda w, s: train(w, s, data=w.glue / "SST-2" / "train.tsv"))
 case("train-data-missing")(lambda w, s: train(w, s, data=s / "nodata"))
+case("train-design-auto-too-short")(lambda w, s: train(w, s, design="auto:budget=lots"))
 case("train-design-r-true")(lambda w, s: train(w, s, design="lora:r=true"))
 
 
@@ -304,6 +305,8 @@ for name, fn in INFO.items():
         case(f"eval-design-json[{name}]")(lambda w, s, f=fn: evaluate(w, adapter_copy(w, s, f)))
 case("eval-design-json[groups-not-list]", lead=True)(lambda w, s: evaluate(w, adapter_copy(
     w, s, lambda d: edit(d, "design.groups", 3))))
+case("eval-design-json[design-null]")(lambda w, s: evaluate(w, adapter_copy(w, s, lambda d: {**d, "design": None})))
+case("eval-design-json[version-bool]")(lambda w, s: evaluate(w, adapter_copy(w, s, lambda d: {**d, "format_version": True})))
 case("eval-design-json[base-pickle]")(lambda w, s: evaluate(w, adapter_copy(
     w, s, lambda d: {**d, "base_model_name_or_path": str(w.pickle_model)})))
 case("eval-design-json[not-utf8]")(lambda w, s: evaluate(w, (adapter_copy(w, s), put(s, "ad/design.json", b"\xff{"))[0]))
@@ -340,6 +343,7 @@ PREDICT_ROWS = {
     "text-null": jsonl({"text": None}), "pair-object": jsonl({"text": "a", "text_pair": {"b": 1}}),
     "line-list": jsonl(["good"]), "not-utf8": b'{"text": "caf\xe9"}\n', "empty": "", "no-text": jsonl({"sentence": "x"}),
     "mixed-pairs": jsonl({"text": "a", "text_pair": "b"}, {"text": "c"}), "bad-json": '{"text": \n',
+    "id-object": jsonl({"text": "a", "id": {"x": 1}}), "text-bool": jsonl({"text": True}),
 }
 for name, rows in PREDICT_ROWS.items():
     case(f"predict-input[{name}]")(lambda w, s, r=rows: predict(w, s, None, r))

@@ -32,7 +32,10 @@ def check_info(info: dict, where) -> None:
                                                       or not isinstance(info[key], kinds)):
             raise LaminaError(f"{where}: '{key}' must be {what}, found {type_name(info[key])} {json.dumps(info[key])[:60]}")
 
-    need("design", (dict,), "an object (the design)")
+    if not isinstance(info.get("design"), dict):
+        raise LaminaError(f"{where}: 'design' must be an object (the design), found {type_name(info.get('design'))}")
+    if isinstance(info.get("format_version"), bool):
+        raise LaminaError(f"{where}: 'format_version' must be an integer, found a boolean")
     need("base_config", (dict,), "an object (the base model's config)")
     need("tied", (dict,), "an object")
     for key in ("base_model_name_or_path", "model_class", "model_type", "adapter_name", "sha256", "dtype"):

@@ -365,9 +365,10 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
 
     # --- lamina suggest: an `auto:...` design is replaced here by the design a probe on this run's training
     # data suggests (<output_dir>/suggest/, cost in results.json "suggest"); any other design passes through.
-    design, suggested = suggest_for_run(design, model_name_or_path, spec, train_examples, out, batch_size=batch_size,
-                                        max_length=max_length, doc_stride=doc_stride, epochs=epochs, max_steps=max_steps,
-                                        grad_accum=grad_accum, seed=seed, resume=resume)
+    with _progress_bars(progress):  # the probe loads the model too
+        design, suggested = suggest_for_run(design, model_name_or_path, spec, train_examples, out, batch_size=batch_size,
+                                            max_length=max_length, doc_stride=doc_stride, epochs=epochs,
+                                            max_steps=max_steps, grad_accum=grad_accum, seed=seed, resume=resume)
     if suggested is not None:
         check_design(model_name_or_path, spec, design, config=config)
     with _determinism(seed, deterministic), _progress_bars(progress):

@@ -179,6 +179,8 @@ def load_text_classification(path, label_field: str = "label", text_field: str =
                 raise TaskError.at(path, f"label {raw!r} not in label set {list(label2id)}", line, label_field)
             label = label2id[key]
         ex_id = rec.get("id", len(examples))
+        if isinstance(ex_id, (list, dict, bool)) or ex_id is None:
+            raise TaskError.at(path, f"an id must be a string or a number, found {json.dumps(ex_id)[:40]}", line, "id")
         examples.append({"text": str(text), "text_pair": None if pair in (None, "") else str(pair),
                          "label": label, "id": str(ex_id)})
     if not examples:
