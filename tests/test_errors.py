@@ -46,12 +46,12 @@ def test_debug_flag_and_environment_show_the_traceback(config, monkeypatch):
 
 
 def test_internal_error_is_visibly_a_bug(config, monkeypatch):
-    import lamina.arch
+    import lamina.cli.params as params_cli
 
     def broken(*_a, **_k):
         return {}["no such key"]
 
-    monkeypatch.setattr(lamina.arch, "meta_model", broken)
+    monkeypatch.setattr(params_cli, "head_model", broken)
     result = runner.invoke(app, ["params", "--model", str(config), "--design", "lora"])
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
@@ -98,7 +98,7 @@ def test_a_real_process_prints_exactly_one_line(tmp_path, config):
 
 
 @pytest.mark.parametrize("changes, words", [
-    (dict(model_type="zzz"), "unsupported model type 'zzz' (lamina supports: bert,"),
+    (dict(model_type="zzz"), "unsupported model type 'zzz' (lamina supports: "),
     (dict(hidden_size="big"), "'hidden_size' must be a positive integer, got \"big\""),
     (dict(hidden_size=30), "hidden_size 30 is not divisible by num_attention_heads 4"),
     (dict(num_hidden_layers=True), "'num_hidden_layers' must be a positive integer, got true"),

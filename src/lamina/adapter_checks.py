@@ -21,7 +21,10 @@ SHAPE_FIELDS = (
     ("num_decoder_layers", "decoder layers"), ("hidden_size", "hidden size"), ("n_embd", "hidden size"),
     ("d_model", "hidden size"), ("num_attention_heads", "attention heads"), ("n_head", "attention heads"),
     ("num_heads", "attention heads"), ("num_key_value_heads", "key/value heads"), ("intermediate_size", "FFN width"),
-    ("n_inner", "FFN width"), ("d_ff", "FFN width"), ("d_kv", "head width"),
+    ("n_inner", "FFN width"), ("d_ff", "FFN width"), ("d_kv", "head width"), ("encoder_layers", "encoder layers"),
+    ("decoder_layers", "decoder layers"), ("encoder_attention_heads", "encoder attention heads"),
+    ("decoder_attention_heads", "decoder attention heads"), ("encoder_ffn_dim", "encoder FFN width"),
+    ("decoder_ffn_dim", "decoder FFN width"),
 )
 
 

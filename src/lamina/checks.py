@@ -30,9 +30,12 @@ INT_FIELDS = (
     "max_position_embeddings", "type_vocab_size", "embedding_size", "num_key_value_heads", "head_dim",
     "n_embd", "n_layer", "n_head", "n_inner", "n_positions", "n_ctx",
     "d_model", "d_ff", "d_kv", "num_layers", "num_decoder_layers", "num_heads",
+    "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads", "encoder_ffn_dim",
+    "decoder_ffn_dim",
 )
 # (width, heads) pairs where the width must split evenly over the heads
-HEAD_SPLITS = (("hidden_size", "num_attention_heads"), ("n_embd", "n_head"))
+HEAD_SPLITS = (("hidden_size", "num_attention_heads"), ("n_embd", "n_head"), ("d_model", "encoder_attention_heads"),
+               ("d_model", "decoder_attention_heads"))
 
 
 def first_line(err: BaseException) -> str:
