@@ -74,7 +74,7 @@ def test_bad_data_is_one_line_exit_2_and_nothing_written(models, tmp_path, task,
     model = models["t5" if task == "seq2seq" else "gpt2"]
     out = tmp_path / "run"
     line = one_line_error(runner.invoke(app, ["train", "--task", task, "--model", model, "--data-dir", str(data),
-                                              "--output", str(out), "--max-length", "128", "--no-progress"]))
+                                              "--output", str(out), "--max-length", "64", "--no-progress"]))
     assert line == f"error: {data}/{message}"
     assert not out.exists()
 
