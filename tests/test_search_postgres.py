@@ -53,6 +53,33 @@ def database():
     admin.dispose()
 
 
+def _open(url, barrier, results):
+    from lamina.search.store import open_storage
+
+    barrier.wait()
+    try:
+        open_storage(url)
+        results.put("ok")
+    except Exception as err:  # noqa: BLE001 - reported to the test
+        results.put(f"{type(err).__name__}: {err}")
+
+
+def test_workers_opening_a_new_database_at_once_all_get_in(database):
+    """Every worker creates Optuna's tables in a new database; on PostgreSQL the losers of that race got a
+    unique-violation error (and left the search) until opening retried it."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_open, args=(database, barrier, results)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert outcomes == ["ok"] * 6, outcomes
+
+
 def reference_winners(tiny, tmp_path) -> list:
     """The same search, one worker, in this process, on SQLite."""
     model, data = tiny
@@ -62,34 +89,50 @@ def reference_winners(tiny, tmp_path) -> list:
     return [stage["winner"] for stage in record["stages"]]
 
 
+def running_trials(evts: list[dict], pid: int) -> list[dict]:
+    """Trials worker `pid` has started and not finished."""
+    mine = [e for e in evts if e["pid"] == pid and "stage" in e]
+    done = {(e["stage"], e["trial"]) for e in mine if e["event"] in ("complete", "pruned", "failed")}
+    return [e for e in mine if e["event"] == "start" and (e["stage"], e["trial"]) not in done]
+
+
 def test_three_workers_on_postgres_one_killed_mid_trial(tiny, tmp_path, database, one_thread):
     started = time.monotonic()
     argv = lambda i: [sys.executable, "-m", "lamina.cli", *cli_args(tiny, tmp_path / f"machine{i}", TRIALS,  # noqa: E731
                       "--storage", database, "--study", "pg", "--heartbeat", "2")]
+    errs = [open(tmp_path / f"machine{i}.err", "w") for i in range(3)]
     workers = [subprocess.Popen(argv(i), env={**env(), "PYTHONPATH": str(SRC)}, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True) for i in range(3)]
-    victim, logs = workers[2], [tmp_path / f"machine{i}" for i in range(3)]
-    killed_at = None
+                                stderr=errs[i]) for i in range(3)]
+    logs = [tmp_path / f"machine{i}" for i in range(3)]
+    victim = killed_at = None
     try:
+        # once all three have joined the study, SIGKILL whichever is first seen in the middle of a trial
+        # (which one depends on the machine's load: a fixed victim could be starved of trials by the others)
         deadline = time.monotonic() + 300
-        while killed_at is None and time.monotonic() < deadline and victim.poll() is None:
+        while victim is None and time.monotonic() < deadline and all(w.poll() is None for w in workers):
             evts = [e for folder in logs if (folder / "trials.log").is_file() for e in events(folder)]
-            joined = {e["pid"] for e in evts if e["event"] == "worker"}
-            mine = [e for e in evts if e["pid"] == victim.pid and "stage" in e]
-            running = [e for e in mine if e["event"] == "start" and e["stage"] >= 2
-                       and not any(d["event"] == "complete" and d["trial"] == e["trial"] and d["stage"] == e["stage"] for d in mine)]
-            if len(joined) == 3 and running:
-                victim.send_signal(signal.SIGKILL)  # mid-trial: no cleanup, its heartbeat just stops
-                killed_at = (running[0]["stage"], running[0]["candidate"])
+            if len({e["pid"] for e in evts if e["event"] == "worker"}) == 3:
+                for w in workers:
+                    running = running_trials(evts, w.pid)
+                    if running:
+                        w.send_signal(signal.SIGKILL)  # no cleanup of any kind: its heartbeat just stops
+                        victim, killed_at = w, (running[0]["stage"], running[0]["candidate"])
+                        break
             time.sleep(0.02)
-        assert killed_at is not None, "the victim finished (or stalled) before it could be killed mid-trial"
-        codes = [w.wait(timeout=600) for w in workers[:2]]
-        assert codes == [0, 0], [w.stderr.read()[-3000:] for w in workers[:2]]
+        assert victim is not None, ("no worker could be killed mid-trial with all three in the study",
+                                    [w.poll() for w in workers], [(tmp_path / f"machine{i}.err").read_text()[-2000:]
+                                                                  for i in range(3)])
+        survivors = [w for w in workers if w is not victim]
+        codes = [w.wait(timeout=600) for w in survivors]
+        assert codes == [0, 0], [(tmp_path / f"machine{workers.index(w)}.err").read_text()[-3000:] for w in survivors]
     finally:
         for w in workers:
             if w.poll() is None:
                 w.kill()
+        for handle in errs:
+            handle.close()
     victim.wait()
+    logs = [logs[workers.index(w)] for w in survivors] + [logs[workers.index(victim)]]
 
     evts = [e for folder in logs for e in events(folder)]
     counts = collections.Counter((e["stage"], e["candidate"], e["event"]) for e in evts if "stage" in e)

@@ -110,30 +110,46 @@ def _sqlite_pragmas(connection, _record) -> None:
         cursor.close()
 
 
-def open_storage(url: str, heartbeat: int = 10, grace: int | None = None) -> optuna.storages.RDBStorage:
-    """RDB storage with heartbeats and retry of stale trials. SQLite: waits up to 60 s for a lock, WAL."""
+def open_storage(url: str, heartbeat: int = 10, grace: int | None = None, attempts: int = 6) -> optuna.storages.RDBStorage:
+    """RDB storage with heartbeats and retry of stale trials. SQLite: waits up to 60 s for a lock, WAL.
+
+    Several workers opening a new, empty database at the same moment all create Optuna's tables; on
+    PostgreSQL the losers of that race get a unique-violation or "already exists" error (found by the
+    three-worker test on a real server). Such an error is retried: by then the winner has created them."""
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     check_sqlite_file(url)
     if sqlite_path(url) is not None:
         sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: known, chosen
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=grace or 3 * heartbeat,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY - 1),
-            )
-    except (ImportError, ValueError) as err:
-        raise LaminaError(f"cannot open study storage {redact(url)}: {str(err).splitlines()[0]}") from None
-    except Exception as err:  # sqlalchemy's OperationalError & co: a bad URL, an unreachable server
-        raise LaminaError(f"cannot open study storage {redact(url)}: {type(err).__name__}: "
-                          f"{str(err).splitlines()[0]}") from None
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna: known, chosen
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=grace or 3 * heartbeat,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY - 1),
+                )
+            break
+        except (ImportError, ValueError) as err:
+            raise LaminaError(f"cannot open study storage {redact(url)}: {str(err).splitlines()[0]}") from None
+        except Exception as err:  # sqlalchemy's OperationalError & co: a bad URL, an unreachable server
+            if _lost_creation_race(err) and attempt + 1 < attempts:
+                log.debug("creating the study tables raced another worker (%s); opening again", type(err).__name__)
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise LaminaError(f"cannot open study storage {redact(url)}: {type(err).__name__}: "
+                              f"{str(err).splitlines()[0]}") from None
     if url.startswith("sqlite"):
         from sqlalchemy import event
 
         event.listen(storage.engine, "connect", _sqlite_pragmas)
         storage.engine.dispose()  # connections opened while creating the tables get the pragmas too
     return storage
+
+
+def _lost_creation_race(err: Exception) -> bool:
+    text = str(err).lower()
+    return type(err).__name__ in ("IntegrityError", "ProgrammingError") and (
+        "already exists" in text or "duplicate key" in text or "unique constraint" in text)
 
 
 def _create_or_load(storage, name: str, direction: str = "maximize", pruner=None) -> tuple[optuna.Study, bool]:
