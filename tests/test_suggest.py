@@ -177,6 +177,33 @@ def tiny_data(tmp_path_factory):
     return make_model_dir(root), write_sst2(root, n_train=96, n_dev=16)
 
 
+def test_same_seed_same_signals_from_files_whatever_ran_before(tiny_data):
+    """The head of the fresh model copy is random: `suggest` seeds it too, so the global random state
+    (what ran before in the process) does not change the signals, and the train hook agrees with it."""
+    from lamina.evaluate import load_split, resolve_task
+    from lamina.suggest import suggest_for_run
+
+    _, data = tiny_data
+    model = str(data.parent / "base-only")  # a backbone without a classifier, like MiniLM's folder
+    if not (data.parent / "base-only" / "config.json").is_file():
+        full = T.AutoModelForSequenceClassification.from_pretrained(tiny_data[0])
+        full.bert.save_pretrained(model)
+        T.AutoTokenizer.from_pretrained(tiny_data[0]).save_pretrained(model)
+    kw = dict(probe_steps=2, for_steps=100, batch_size=8, max_length=16, seed=4)
+    first = lamina.suggest(model, "sst2", data, BUDGET, **kw)
+    torch.manual_seed(123)
+    torch.rand(7)
+    second = lamina.suggest(model, "sst2", data, BUDGET, **kw)
+    assert first.probe.stats == second.probe.stats
+    spec, path = resolve_task("sst2", data)
+    _, record = suggest_for_run("auto:budget=20%,probe_steps=2", model, spec, load_split(spec, path, "train")[0],
+                                tiny_data[1].parent / "hook", batch_size=8, max_length=16, doc_stride=128, epochs=3,
+                                max_steps=100, grad_accum=1, seed=4)
+    saved = json.loads((tiny_data[1].parent / "hook" / "suggest" / "signals.json").read_text())
+    assert [[c["fisher"] for c in l["cells"].values()] for l in saved["layers"]] == \
+        [[first.probe.stats[(l, m)]["fisher"] for m in first.probe.methods] for l in first.probe.layers]
+
+
 def test_python_api_saves_the_evidence(tiny_data, tmp_path):
     model, data = tiny_data
     s = lamina.suggest(model, "sst2", data, BUDGET, probe_steps=3, batch_size=8, max_length=16, seed=1,

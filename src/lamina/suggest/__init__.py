@@ -182,7 +182,8 @@ def suggest(model, task, data_dir=None, budget="0.5%", *, methods=None, probe_st
     spec, path = resolve_task(task, data_dir)
     examples, _ = load_split(spec, path, "train", train_limit)
     check_not_empty(examples, f"{spec.name} train split")
-    model_obj, tokenizer = load_model(model, spec)
+    with _seeded(seed):  # a fresh task head is initialised here: the same seed gives the same head
+        model_obj, tokenizer = load_model(model, spec)
     features = _features(spec, examples, tokenizer, max_length, doc_stride)
     if for_steps is not None and for_steps < 1:
         raise LaminaError(f"for_steps must be >= 1, got {for_steps}")
@@ -219,7 +220,8 @@ def suggest_for_run(design, model_name_or_path, spec, train_examples, output_dir
         design = Design.from_file(folder / "design.yaml")
         return design, _record(saved["probe"], design, saved["budget"], design_string=saved["options"]["auto"],
                                folder=folder, reused=True)
-    model, tokenizer = load_model(model_name_or_path, spec)
+    with _seeded(options["seed"]):  # as in `suggest`: the fresh head is part of what the seed fixes
+        model, tokenizer = load_model(model_name_or_path, spec)
     features = _features(spec, train_examples, tokenizer, max_length, doc_stride)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     planned = planned_steps(len(features), batch_size, epochs=epochs, max_steps=max_steps, grad_accum=grad_accum,
