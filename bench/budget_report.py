@@ -265,6 +265,87 @@ def paired_section(data: dict) -> list[str]:
     return lines + [""]
 
 
+ABBREV = {"lora": "L", "adapter": "A", "prefix": "P", "bitfit": "B", "ln": "N", "ia3": "I"}
+
+
+def design_cells(design: dict) -> dict[int, list[str]]:
+    """layer -> the methods a design puts there (a design as stored in results: groups with first/last)."""
+    cells: dict[int, list[str]] = {}
+    for g in design.get("groups", []):
+        for layer in range(g["first"], g["last"] + 1):
+            cells[layer] = [s["method"] for s in g.get("strategies", [])]
+    return cells
+
+
+def design_summary(design: dict) -> str:
+    """One line per design: `L0-3 B+N · L4-5 L(r13)+A(24)+B+N` (letters: ABBREV; sizes in brackets)."""
+    parts = []
+    for g in design.get("groups", []):
+        names = []
+        for s in g.get("strategies", []):
+            size = s.get("r") or s.get("bottleneck") or s.get("length")
+            names.append(ABBREV.get(s["method"], s["method"]) + (f"({size})" if size else ""))
+        span = f"L{g['first']}" + (f"-{g['last']}" if g["last"] != g["first"] else "")
+        parts.append(f"{span} {'+'.join(names) or 'frozen'}")
+    return " · ".join(parts) or "(no groups)"
+
+
+def suggested(data: dict) -> dict[str, dict[int, dict]]:
+    """task -> seed -> the design `auto:` resolved to in that run."""
+    out: dict[str, dict[int, dict]] = {}
+    for r in main_rows(data):
+        if r["label"] == "suggest" and r.get("design_resolved"):
+            out.setdefault(r["task"], {})[r["seed"]] = r["design_resolved"]
+    return out
+
+
+def layer_map_section(data: dict) -> list[str]:
+    chosen = suggested(data)
+    if not chosen:
+        return ["No suggested designs yet.", ""]
+    letters = ", ".join(f"{v} {k}" for k, v in ABBREV.items())
+    lines = [f"The design `auto:` resolved to in each run (probe on that run's training data and seed). Letters: {letters}; "
+             "LoRA rank and adapter bottleneck in brackets; layers not listed are frozen.", "",
+             "| task | seed | design |", "|---|---:|---|"]
+    for t in data["meta"]["protocol"]["tasks"]:
+        for seed, d in sorted(chosen.get(t, {}).items()):
+            lines.append(f"| {T.get(t, t)} | {seed} | {design_summary(d)} |")
+    return lines + [""]
+
+
+def layer_map_plot(data: dict, path: Path) -> Path | None:
+    """Per task, layers x methods: the share of seeds whose suggested design puts the method in the layer."""
+    import plots as pl
+
+    chosen = suggested(data)
+    if not chosen:
+        return None
+    plt = pl._plt()
+    tasks = [t for t in data["meta"]["protocol"]["tasks"] if t in chosen]
+    cells = {t: [design_cells(d) for d in chosen[t].values()] for t in tasks}
+    n_layers = 1 + max((max(c) for cs in cells.values() for c in cs if c), default=0)
+    methods = [m for m in ABBREV if any(m in ms for cs in cells.values() for c in cs for ms in c.values())]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(2.2 + 0.45 * n_layers * len(tasks), 0.5 * len(methods) + 1.6), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        share = [[statistics.fmean(m in c.get(layer, []) for c in cells[t]) for layer in range(n_layers)] for m in methods]
+        ax.imshow(share, vmin=0, vmax=1, cmap="Blues", aspect="auto")
+        ax.set_xticks(range(n_layers))
+        ax.set_yticks(range(len(methods)))
+        ax.set_yticklabels(methods)
+        ax.set_xlabel("layer")
+        ax.set_title(f"{T.get(t, t)} ({len(cells[t])} seeds)")
+        for i, row in enumerate(share):
+            for j, v in enumerate(row):
+                if v:
+                    ax.text(j, i, f"{v:.0%}" if v < 1 else "all", ha="center", va="center", fontsize=7,
+                            color="white" if v > 0.6 else "black")
+    fig.suptitle("lamina suggest: share of seeds placing each method in each layer", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def render(data: dict, path: Path | None, plots_dir: Path | None = None) -> str:
     meta, p = data["meta"], data["meta"]["protocol"]
     epochs = ", ".join(f"{T.get(t, t)} {e:g}" for t, e in p["epochs"].items())
@@ -285,8 +366,9 @@ def render(data: dict, path: Path | None, plots_dir: Path | None = None) -> str:
         f"official dev set**; the dev set is also evaluated at {p['evals']} evenly spaced points to record the learning "
         "curve, but nothing is selected on it. Learning rate: one per method family, from the sweep below (training "
         f"data only). Seeds {p['seeds']} (the seed changes initialisation, dropout and data order, not the rows). "
-        f"One run at a time, each in its own process with {p['threads']} torch thread(s), on a 2-core machine shared "
-        "with developers (each run records its load average).", "",
+        + (meta["machine"] if meta.get("machine") else
+           f"One run at a time, each in its own process with {p['threads']} torch thread(s), on a 2-core machine shared "
+           "with developers (each run records its load average)."), "",
     ]
     if meta.get("baselines"):
         text += ["Floor (x100, always the training set's majority label; 0 for correlations): "
@@ -296,6 +378,7 @@ def render(data: dict, path: Path | None, plots_dir: Path | None = None) -> str:
     if meta.get("skipped"):
         text += ["Not run yet:", "", *[f"- {s}" for s in meta["skipped"]], ""]
     text += ["## Layer-wise designs against the best uniform method (paired by seed)", "", *paired_section(data),
+             "## Layer maps: what `lamina suggest` chose", "", *layer_map_section(data),
              "## Cost: wall time and optimizer steps", "", *cost_table(data),
              "## Learning curves", "", *curve_table(data),
              "## Learning-rate sweep (training data only)", "", *sweep_section(data),
@@ -344,4 +427,6 @@ def plots(data: dict, folder: Path) -> list[Path]:
     fig.tight_layout()
     fig.savefig(folder / "budget_curves.png", dpi=120)
     plt.close(fig)
-    return made + [folder / "budget_curves.png"]
+    made.append(folder / "budget_curves.png")
+    layer_map = layer_map_plot(data, folder / "budget_layer_maps.png")
+    return made + ([layer_map] if layer_map else [])

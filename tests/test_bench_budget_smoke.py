@@ -71,3 +71,25 @@ def test_paired_comparison():
     assert res["best_uniform"] == "lora" and res["seeds"] == [0, 1, 2]
     assert abs(res["mean_diff"] - 2.0) < 1e-9 and 0 < res["p_seeds"] < 0.2 and res["n_pairs"] == 6
     assert br.paired(data, "search", ("lora",)) is None
+
+
+def test_layer_map_summary_and_plot(tmp_path):
+    """The suggested designs' one-line summaries and the layers x methods share plot, from result rows."""
+    import budget_report as br
+
+    top = {"first": 4, "last": 5, "strategies": [{"method": "lora", "r": 13}, {"method": "adapter", "bottleneck": 24},
+                                                 {"method": "bitfit"}]}
+    low = {"first": 0, "last": 3, "strategies": [{"method": "bitfit"}, {"method": "ln"}]}
+    design = {"groups": [low, top]}
+    assert br.design_summary(design) == "L0-3 B+N · L4-5 L(13)+A(24)+B"
+    assert br.design_summary({"groups": [{"first": 2, "last": 2, "strategies": []}]}) == "L2 frozen"
+    cells = br.design_cells(design)
+    assert cells[0] == ["bitfit", "ln"] and cells[5] == ["lora", "adapter", "bitfit"] and 6 not in cells
+    other = {"groups": [{**low, "last": 4}, {**top, "first": 5}]}
+    rows = [{"phase": "main", "label": "suggest", "task": "sst2", "seed": s, "design_resolved": d}
+            for s, d in ((0, design), (1, other))]
+    data = {"meta": {"protocol": {"tasks": ["sst2", "stsb"]}}, "rows": rows}
+    section = "\n".join(br.layer_map_section(data))
+    assert "| SST-2 | 0 | L0-3 B+N · L4-5 L(13)+A(24)+B |" in section and "| SST-2 | 1 | L0-4 B+N · L5" in section
+    assert br.layer_map_plot(data, tmp_path / "maps.png").stat().st_size > 0
+    assert br.layer_map_plot({"meta": data["meta"], "rows": []}, tmp_path / "none.png") is None
