@@ -128,17 +128,17 @@ def _ledger_section(doc: Document, rec: dict, name: str, slug: str, output: Path
         return None
     doc.heading("Compute ledger", 3)
     headers = ["phase", "trials", "killed", "optimizer steps", "examples", "eval examples", "CPU s", "wall s"]
-    rows = [[p["phase"], p["trials"], p["killed"], p["steps"], p["examples"], p["eval_examples"], p["cpu_s"], p["wall_s"]]
-            for p in ledger["phases"]]
+    rows = [[p["phase"], p["trials"], p["killed"], p["steps"], p["examples"], p["eval_examples"], _s(p["cpu_s"]),
+             _s(p["wall_s"])] for p in ledger["phases"]]
     t = ledger["total"]
-    rows.append(["**search total**", t["trials"], t["killed"], t["steps"], t["examples"], t["eval_examples"], t["cpu_s"],
-                 t["wall_s"]])
+    rows.append(["**search total**", t["trials"], t["killed"], t["steps"], t["examples"], t["eval_examples"],
+                 _s(t["cpu_s"]), _s(t["wall_s"])])
     ref, eq = ledger.get("reference"), ledger.get("equivalents") or {}
     if ref:
         what = "one training of the final design" + (" (= its search trial)" if ref.get("reused") else "")
-        rows.append([what, 1, 0, ref["steps"], ref["examples"], ref["eval_examples"], ref["cpu_s"], ref["wall_s"]])
-        rows.append(["**full-training equivalents**", None, None, eq.get("steps"), eq.get("examples"), None,
-                     eq.get("cpu_s"), eq.get("wall_s")])
+        rows.append([what, 1, 0, ref["steps"], ref["examples"], ref["eval_examples"], _s(ref["cpu_s"]), _s(ref["wall_s"])])
+        rows.append(["**full-training equivalents**", None, None, _x(eq.get("steps")), _x(eq.get("examples")), None,
+                     _x(eq.get("cpu_s")), _x(eq.get("wall_s"))])
     doc.table(headers, rows)
     if ref:
         doc.text(f"The search cost **{fmt(eq.get('cpu_s'), 2)} full-training equivalents** in CPU time "
@@ -156,6 +156,14 @@ def _ledger_section(doc: Document, rec: dict, name: str, slug: str, output: Path
              "the star is the final design's score from its own training, at the search's cost plus that training.")
     doc.image(png, "anytime: best score so far vs compute")
     return png
+
+
+def _s(seconds) -> str | None:
+    return None if seconds is None else f"{seconds:,.1f}"
+
+
+def _x(value) -> str | None:
+    return None if value is None else f"{value:.2f}"
 
 
 def _anytime_series(label: str, points: list[dict]) -> dict:
@@ -221,10 +229,12 @@ def write_search_report(records: list[dict], output: str | Path, title: str = "l
     for i, rec in enumerate(records):
         name = _run_name(rec, i, records)
         c, comp = rec["config"], rec.get("compute", {})
+        score = _final_score(rec)
         overview.append([name, rec.get("strategy", c.get("strategy", "greedy")), ", ".join(c["tasks"]), c["space"]["budget"],
-                         c["epochs"], "yes" if c.get("prune") else "no", comp.get("trials"), comp.get("pruned"),
-                         comp.get("steps"), f"{comp.get('seconds', 0):.0f}", _equivalents(rec), _equivalents(rec, "steps"),
-                         _final_score(rec), rec["final"]["label"] if rec.get("final") else "(not finished)"])
+                         f"{c['epochs']:g}", "yes" if c.get("prune") else "no", comp.get("trials"), comp.get("pruned"),
+                         comp.get("steps"), f"{comp.get('seconds', 0):.0f}", _x(_equivalents(rec)),
+                         _x(_equivalents(rec, "steps")), f"{score:.4f}" if score is not None else None,
+                         rec["final"]["label"] if rec.get("final") else "(not finished)"])
     doc.heading("Runs")
     doc.table(["run", "strategy", "tasks", "budget", "epochs", "pruning", "trials", "pruned", "steps", "train s",
                "cost (trainings, CPU)", "cost (trainings, steps)", "final design score", "final design"], overview)
