@@ -96,15 +96,9 @@ def _engine(tiny_data, tmp_path, **options) -> Search:
 
 
 def _supernet_run(engine, penalty: float, target: int) -> dict:
-    from lamina.evaluate import encode, load_model, load_split, resolve_task
-
-    spec, path = resolve_task("sst2", engine.config.data_for(0))
-    train, _ = load_split(spec, path, "train")
-    dev, _ = load_split(spec, path, "validation")
-    model, tokenizer = load_model(engine.config.model, spec)
+    inputs, collate, evaluation, model = oneshot.training_inputs(engine.config)
     design = oneshot.supernet_design(engine)
-    return supernet.train(model, tokenizer, spec, design, oneshot.cell_costs(engine, design), target,
-                          encode(spec, train, tokenizer, 16, 8, train=True), dev, encode(spec, dev, tokenizer, 16, 8, train=False),
+    return supernet.train(model, design, oneshot.cell_costs(engine, design), target, inputs, collate, evaluation,
                           epochs=2, batch_size=8, lr=0.01, alpha_lr=None, penalty=penalty, seed=0)
 
 

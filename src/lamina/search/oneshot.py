@@ -156,30 +156,45 @@ def search(engine, root: optuna.Study) -> dict:
             "notes": info["pruned"]["notes"], "supernet_score": info["score"]}
 
 
+def training_inputs(cfg):
+    """(model inputs of the training rows, collator, EvalSet of the validation rows, fresh model) of the
+    first task, exactly as `lamina.train` prepares them (the task's kind encodes, collates, scores); the
+    model (its new head included) is built under the search's training seed."""
+    from transformers import set_seed
+
+    from lamina.evaluate import load_model, resolve_task, task_for_model
+    from lamina.tasks.kind import EvalSet, TaskOptions
+
+    set_seed(cfg.seed)
+    spec, path = resolve_task(cfg.tasks[0], cfg.data_for(0))
+    spec = task_for_model(spec, cfg.model)
+    kind = spec.type
+    train_examples, eval_examples, _ = kind.training_data(spec, path, cfg.train_limit, cfg.eval_limit)
+    options = TaskOptions(max_length=cfg.max_length, batch_size=2 * cfg.batch_size)
+    model, tokenizer = load_model(cfg.model, spec)
+    options.model_config = model.config
+    kind.prepare_model(model, tokenizer, spec, train_examples, options)  # e.g. a regression head's bias
+    train_features = kind.encode(spec, train_examples, tokenizer, options, train=True)
+    eval_features = kind.encode(spec, eval_examples, tokenizer, options, train=False)
+    evaluation = EvalSet(spec, eval_examples, eval_features, tokenizer, options)
+    return kind.model_inputs(train_features), kind.collator(tokenizer, model), evaluation, model
+
+
 def _job(engine):
     """Train the supernet (on the first task), prune its gates to a design; the trial's value is the
     supernet's dev score and its result holds the gates, the trajectory and the pruned design."""
 
     def job(trial, frozen, folder, progress):
-        from lamina.evaluate import encode, load_model, load_split, resolve_task
         from lamina.search import supernet
-        from lamina.train import PEFT_LR, init_regression_bias
+        from lamina.train import PEFT_LR
 
         cfg = engine.config
-        spec, path = resolve_task(cfg.tasks[0], cfg.data_for(0))
-        train_examples, _ = load_split(spec, path, "train", cfg.train_limit)
-        eval_examples, _ = load_split(spec, path, "validation", cfg.eval_limit)
-        model, tokenizer = load_model(cfg.model, spec)
-        if spec.kind == "regression":
-            init_regression_bias(model, [ex["label"] for ex in train_examples])
+        inputs, collate, evaluation, model = training_inputs(cfg)
         design = Design.from_dict(frozen.user_attrs["design"])
         costs = {(l, m): c for l, m, c in frozen.user_attrs["costs"]}
-        train_features = encode(spec, train_examples, tokenizer, cfg.max_length, 128, train=True)
-        eval_features = encode(spec, eval_examples, tokenizer, cfg.max_length, 128, train=False)
-        info = supernet.train(model, tokenizer, spec, design, costs, frozen.user_attrs["target"], train_features,
-                              eval_examples, eval_features, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                              lr=cfg.lr or PEFT_LR, alpha_lr=cfg.alpha_lr, penalty=cfg.penalty, seed=cfg.seed,
-                              progress=progress)
+        info = supernet.train(model, design, costs, frozen.user_attrs["target"], inputs, collate, evaluation,
+                              epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr or PEFT_LR, alpha_lr=cfg.alpha_lr,
+                              penalty=cfg.penalty, seed=cfg.seed, progress=progress)
         values = {(g["layer"], g["method"]): g["gate"] for g in info["gates"]}
         pruned, kept, notes = prune(engine, values, costs)
         report = engine.dry_run(pruned)

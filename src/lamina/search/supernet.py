@@ -108,15 +108,14 @@ def attach_gates(model: nn.Module, design, gates: ArchGates, name: str = ADAPTER
     return done
 
 
-def train(model, tokenizer, spec, design, costs: dict, target: int, train_features: list[dict],
-          eval_examples: list[dict], eval_features: list[dict], *, epochs: float, batch_size: int, lr: float,
-          alpha_lr: float | None, penalty: float, seed: int, progress: dict | None = None, on_step=None) -> dict:
-    """Attach `design` (the supernet) to `model`, gate it, train it; returns gates, trajectory and score."""
+def train(model, design, costs: dict, target: int, inputs: list[dict], collate, evaluation, *, epochs: float,
+          batch_size: int, lr: float, alpha_lr: float | None, penalty: float, seed: int, progress: dict | None = None,
+          on_step=None) -> dict:
+    """Attach `design` (the supernet) to `model`, gate it, train it on `inputs` (model inputs, batched by
+    `collate`), score it once on `evaluation` (a `lamina.tasks.kind.EvalSet`, through its task kind);
+    returns the gates, the trajectory of the expected count and the score."""
     import lamina
-    from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
-
-    from lamina.evaluate import run_model, task_metrics
-    from lamina.tasks import model_inputs
+    from transformers import get_linear_schedule_with_warmup
 
     progress = progress if progress is not None else {}
     torch.manual_seed(seed)
@@ -125,14 +124,12 @@ def train(model, tokenizer, spec, design, costs: dict, target: int, train_featur
     gates = ArchGates(cells, costs, target)
     attach_gates(model, design, gates)
     weights = [p for p in model.parameters() if p.requires_grad]
-    batches_per_epoch = math.ceil(len(train_features) / batch_size)
+    batches_per_epoch = math.ceil(len(inputs) / batch_size)
     total = max(1, math.ceil(epochs * batches_per_epoch))
     optimizer = torch.optim.AdamW(weights, lr=lr, weight_decay=0.0)
     schedule = get_linear_schedule_with_warmup(optimizer, math.ceil(0.06 * total), total)
     alpha_lr = alpha_lr or 4.0 / total  # α can travel about ±4 (σ 0.02..0.98) in the training
     arch_optimizer = torch.optim.Adam(gates.parameters(), lr=alpha_lr, betas=(0.5, 0.999))  # DARTS's α betas
-    collate = DataCollatorWithPadding(tokenizer)
-    inputs = model_inputs(train_features)
     rng = random.Random(seed)
     start = float(gates.expected().detach()) / gates.target
     trajectory, losses, order = [round(start, 5)], [], []
@@ -160,11 +157,10 @@ def train(model, tokenizer, spec, design, costs: dict, target: int, train_featur
         if on_step is not None:
             on_step(step)
     model.eval()
-    outputs = run_model(model, tokenizer, eval_features, batch_size=2 * batch_size)
-    metrics = task_metrics(spec, eval_examples, eval_features, outputs)
-    progress["eval_examples"] = progress.get("eval_examples", 0) + len(eval_features)
+    metrics = evaluation.spec.type.evaluate(model, evaluation)
+    progress["eval_examples"] = progress.get("eval_examples", 0) + len(evaluation.features)
     values = gates.values()
-    return {"score": float(metrics[spec.main_metric]), "metrics": {k: float(v) for k, v in metrics.items()},
+    return {"score": float(metrics[evaluation.spec.main_metric]), "metrics": {k: float(v) for k, v in metrics.items()},
             "gates": [{"layer": l, "method": m, "gate": round(values[(l, m)], 6), "alpha": round(float(a), 6),
                        "cost": int(costs[(l, m)])} for (l, m), a in zip(gates.cells, gates.alpha.detach())],
             "expected_start": round(start, 5), "expected_end": trajectory[-1], "expected_trajectory": trajectory,
