@@ -64,7 +64,8 @@ def cli_args(tiny, out, n=2, *extra):
     model, data = tiny
     return ["search", "--model", str(model), "--task", "sst2", "--data-dir", str(data), "--budget", BUDGET,
             "--trials-per-stage", str(n), "--epochs", "1", "--batch-size", "16", "--max-length", "16",
-            "--lr", "0.01", "--threads", "1", "--output", str(out), *extra]
+            "--lr", "0.01", "--threads", "1", "--output", str(out),
+            *(() if "--strategy" in extra else ("--strategy", "greedy")), *extra]  # the CLI's default is one-shot
 
 
 def events(out: Path) -> list[dict]:

@@ -107,3 +107,13 @@ def test_unknown_strategy_and_one_shot_on_two_tasks_are_one_line_exit_2(tiny, tm
         assert result.exit_code == 2, result.output
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_the_default_strategy_is_one_shot_and_two_tasks_are_pointed_to_the_others(tiny, tmp_path):
+    """docs/search and the README recommend one-shot (the measured comparison); `lamina search` defaults to it."""
+    args = cli_args(tiny, tmp_path / "out", 2)
+    at = args.index("--strategy")
+    del args[at:at + 2]
+    result = CliRunner().invoke(app, [*args, "--task", "sst2"])
+    assert result.exit_code == 2, result.output
+    assert "one-shot trains its supernet on one task" in result.output and "--strategy joint or greedy" in result.output

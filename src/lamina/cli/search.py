@@ -49,12 +49,14 @@ def search_cmd(
     train_seed: int = typer.Option(42, "--train-seed", help="seed for init, data order and dropout of every trial"),
     eval_steps: int = typer.Option(None, "--eval-steps", help="evaluate every N steps (default: every epoch); "
                                                               "these are the pruner's rungs"),
-    strategy: str = typer.Option("greedy", "--strategy", help="greedy (the paper's four stages), joint (TPE over all "
-                                                              "components, pruning, suggest warm start) or one-shot "
-                                                              "(a gated supernet trained once, pruned to the budget)"),
+    strategy: str = typer.Option("one-shot", "--strategy", help="one-shot (a gated supernet trained once, pruned to "
+                                                                "the budget; the cheapest and best in docs/search's "
+                                                                "comparison), joint (TPE over all components, pruning, "
+                                                                "suggest warm start) or greedy (the paper's four "
+                                                                "stages, for reproduction)"),
     trials: int = typer.Option(12, "--trials", help="joint: designs sampled and trained in all"),
     prune: bool = typer.Option(None, "--prune/--no-prune", help="stop weak trials early at each evaluation "
-                                                                "[default: on for joint, off for greedy]"),
+                                                                "[default: on for joint, off otherwise]"),
     pruner: str = typer.Option("asha", "--pruner", help="asha (successive halving) or hyperband"),
     reduction_factor: int = typer.Option(2, "--reduction-factor", help="successive halving: keep 1/η per rung"),
     warm_start: bool = typer.Option(True, "--warm-start/--no-warm-start", help="joint: enqueue lamina suggest's "

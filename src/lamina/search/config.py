@@ -40,7 +40,7 @@ class SearchConfig:
     eval_steps: int | None = None
     prune: bool = False
     reduction_factor: int = 2
-    strategy: str = "greedy"
+    strategy: str = "greedy"  # settings stored before strategies existed are greedy; the CLI defaults to one-shot
     trials: int = 12
     pruner: str = "asha"
     warm_start: bool = True

@@ -129,7 +129,8 @@ def label(design: Design) -> str:
 
 def preflight(engine) -> None:
     if len(engine.config.tasks) > 1:
-        raise LaminaError("--strategy one-shot trains its supernet on one task; give one --task")
+        raise LaminaError("--strategy one-shot trains its supernet on one task; give one --task, or search "
+                          "several tasks with --strategy joint or greedy")
     design = supernet_design(engine)
     cell_costs(engine, design)  # builds it on the meta device: a method this model cannot host fails here
 
