@@ -50,8 +50,8 @@ def search_cmd(
     eval_steps: int = typer.Option(None, "--eval-steps", help="evaluate every N steps (default: every epoch); "
                                                               "these are the pruner's rungs"),
     strategy: str = typer.Option("one-shot", "--strategy", help="one-shot (a gated supernet trained once, pruned to "
-                                                                "the budget; the cheapest and best in docs/search's "
-                                                                "comparison), joint (TPE over all components, pruning, "
+                                                                "the budget; in docs/search's comparison the cheapest, "
+                                                                "and as good as the others), joint (TPE over all components, pruning, "
                                                                 "suggest warm start) or greedy (the paper's four "
                                                                 "stages, for reproduction)"),
     trials: int = typer.Option(12, "--trials", help="joint: designs sampled and trained in all"),
