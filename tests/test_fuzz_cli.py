@@ -135,8 +135,8 @@ def predict(w, s, adapter=None, rows=None, *extra):
 
 def search(w, s, *extra, model=None, data=None):
     return ["search", "--model", str(model or w.model), "--task", "sst2", "--data-dir", str(data or w.glue),
-            "--output", str(s / "out"), "--trials-per-stage", "2", "--epochs", "1", "--max-length", "16",
-            "--batch-size", "8", *extra]
+            "--output", str(s / "out"), "--strategy", "greedy", "--trials-per-stage", "2", "--epochs", "1",
+            "--max-length", "16", "--batch-size", "8", *extra]
 
 
 # --- params: preset strings ---------------------------------------------------------------------------

@@ -64,7 +64,8 @@ def cli_args(tiny, out, n=2, *extra):
     model, data = tiny
     return ["search", "--model", str(model), "--task", "sst2", "--data-dir", str(data), "--budget", BUDGET,
             "--trials-per-stage", str(n), "--epochs", "1", "--batch-size", "16", "--max-length", "16",
-            "--lr", "0.01", "--threads", "1", "--output", str(out), *extra]
+            "--lr", "0.01", "--threads", "1", "--output", str(out),
+            *(() if "--strategy" in extra else ("--strategy", "greedy")), *extra]  # the CLI's default is one-shot
 
 
 def events(out: Path) -> list[dict]:
@@ -97,7 +98,14 @@ def test_whole_search_then_the_final_design_reloads_and_trains(tiny, tmp_path, o
             b = t["train_budget"]
             assert b["target"] == t["budget"]["target"] and abs(b["achieved"] - b["target"]) <= b["tolerance"]
         assert stage["winner"] is not None and stage["stats"]
-    assert per_candidate(events(out)) == {(k, c, e): 1 for k in range(1, 5) for c in range(2) for e in ("start", "complete")}
+    final = record["final"]["training"]  # one training of the final design (or the trial that already was one)
+    assert final["state"] == "COMPLETE" and final["design"]["groups"] == record["final"]["design"]["groups"]
+    trained_once = {(0, 0, e): 1 for e in ("start", "complete")} if not final["reused"] else {}
+    assert per_candidate(events(out)) == {**{(k, c, e): 1 for k in range(1, 5) for c in range(2)
+                                              for e in ("start", "complete")}, **trained_once}
+    ledger = record["ledger"]
+    assert ledger["total"]["steps"] == sum(t["steps"] for s in record["stages"] for t in s["trials"])
+    assert ledger["equivalents"]["steps"] == round(ledger["total"]["steps"] / final["steps"], 3)
 
     design = Design.from_file(out / "design.yaml")  # the normal design file `lamina train --design` takes
     assert design.budget is not None and design.budget.target == BUDGET
@@ -113,10 +121,10 @@ def test_whole_search_then_the_final_design_reloads_and_trains(tiny, tmp_path, o
     result = runner.invoke(app, ["report", str(out), "--output", str(tmp_path / "report")])
     assert result.exit_code == 0, result.output
     written = {p.name for p in (tmp_path / "report").iterdir()}
-    assert {"report.md", "report.html", "search-score-vs-params.png"} <= written
-    assert sum(name.endswith(".png") for name in written) == 5  # 4 stage distributions + score vs params
+    assert {"report.md", "report.html", "search-score-vs-params.png", "search-anytime.png"} <= written
+    assert sum(name.endswith(".png") for name in written) == 6  # 4 stage distributions, score vs params, anytime
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "Stage 4: strategies" in text and "Pareto" in text
+    assert "Stage 4: strategies" in text and "Pareto" in text and "full-training equivalents" in text
     assert "| choice | n | mean | median | std | min | max |" in text
 
 
@@ -151,13 +159,16 @@ def test_two_workers_share_a_study_and_a_sigkilled_search_resumes_without_loss_o
     resumed = CliRunner().invoke(app, cli_args(tiny, out, 2, "--heartbeat", "2"))
     assert resumed.exit_code == 0, resumed.output[-2000:]
     counts = per_candidate(events(out))
+    record = json.loads((out / "search.json").read_text())
+    if not record["final"]["training"]["reused"]:
+        assert counts[(0, 0, "complete")] == 1 and counts[(0, 0, "start")] == (2 if (0, 0) in interrupted else 1)
     for k in range(1, 5):
         for c in range(2):
             assert counts[(k, c, "complete")] == 1  # nothing lost, nothing repeated
             assert counts[(k, c, "start")] == (2 if (k, c) in interrupted else 1)  # only the killed ones ran again
-    record = json.loads((out / "search.json").read_text())
     for k, c in interrupted:
-        attempts = [t for t in record["stages"][k - 1]["trials"] if t["candidate"] == c]
+        attempts = [t for t in record["stages"][k - 1]["trials"] if t["candidate"] == c] if k else \
+            record["final"]["attempts"]
         assert [(t["state"], t["counted"]) for t in attempts] == [("FAIL", False), ("COMPLETE", True)]
         assert attempts[1]["retry_of"] == attempts[0]["trial"]
     assert record["compute"]["trials"] == 8 and record["final"] is not None

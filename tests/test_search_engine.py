@@ -72,7 +72,10 @@ def test_four_stages_in_order_every_design_on_budget(setup, tmp_path):
     search = make(setup, tmp_path, calls, n=3)
     record = search.run()
     assert [s["component"] for s in record["stages"]] == ["grouping", "allocation", "tunable", "strategies"]
-    assert len(calls) == 12
+    assert len(calls) == 12 + 1  # 4 stages x 3 trials, then one training of the final design
+    final = record["final"]
+    assert calls[-1] == "s" and final["training"]["design"] == final["design"]  # named after the study
+    assert final["training"]["label"] == final["label"] and final["training"]["state"] == "COMPLETE"
     for stage in record["stages"]:
         counted = [t for t in stage["trials"] if t["counted"]]
         assert sorted(t["candidate"] for t in counted) == [0, 1, 2]
@@ -85,7 +88,7 @@ def test_four_stages_in_order_every_design_on_budget(setup, tmp_path):
     assert all(t["point"]["grouping"] == record["stages"][0]["winner"] for t in s2["trials"])
     # the same search again (resume of a finished study) trains nothing and gives the same record
     again = make(setup, tmp_path, calls, n=3).run()
-    assert len(calls) == 12 and again["final"] == record["final"]
+    assert len(calls) == 13 and again["final"] == record["final"]
     assert (tmp_path / "out" / "design.yaml").is_file() and (tmp_path / "out" / "search.json").is_file()
 
 
@@ -154,7 +157,7 @@ def test_double_enqueue_trains_once_and_orphans_are_repaired(setup, tmp_path):
     assert len(dups) == 1 and dups[0].state == TrialState.FAIL
     counted = store.stage_state(trials, 3).counted
     assert sorted(counted) == [0, 1, 2]
-    assert len(calls) == 3 * 4  # every candidate of every stage trained exactly once
+    assert len(calls) == 3 * 4 + 1  # every candidate of every stage trained exactly once, then the final design
     events = [json.loads(line) for line in (tmp_path / "out" / "trials.log").read_text().splitlines()]
     assert sum(e["event"] == "duplicate" for e in events) == 1
     assert root.user_attrs["winner.grouping"] == build_record(search.storage, "dup")["stages"][0]["winner"]

@@ -2,23 +2,21 @@
 
 General pieces, reusable by any report: `markdown_table` / `html_table`, `pareto_front`,
 `plot_score_vs_params` (scatter with the Pareto front: fewer parameters, higher score),
-`plot_distributions` (box + strip plot per group of scores) and `Document` (headings, text, tables,
+`plot_distributions` (box + strip plot per group of scores), `plot_curves` (step lines, e.g. a running
+best), `plot_heatmap` (a grid of values in [0, 1]) and `Document` (headings, text, tables,
 images, code; written as report.md and report.html side by side, the PNGs next to them).
 
-The design-space search report (`lamina report`) is built from them: `load_search_records` reads search
-output folders (search.json) or studies from a storage, `write_search_report` writes the document.
+The design-space search report (`lamina report`) is built from them in `lamina.search_report`.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import math
 import random
 from pathlib import Path
 from typing import Sequence
 
-from lamina.errors import LaminaError
 
 # --------------------------------------------------------------------------- tables
 
@@ -131,6 +129,53 @@ def plot_distributions(groups: Sequence[tuple[str, Sequence[float]]], path: str 
     return _save_figure(fig, path)
 
 
+def plot_curves(series: Sequence[dict], path: str | Path, title: str = "", xlabel: str = "", ylabel: str = "",
+                steps: bool = True, hline: float | None = None, hline_label: str = "") -> Path:
+    """Lines of `series` ({"label", "x", "y", optional "marker", "points": [(x, y, label)] drawn as stars});
+    `steps`: post-step lines (a running best); `hline`: a horizontal reference line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, s in enumerate(series):
+        color = s.get("color", f"C{i % 10}")
+        if s["x"]:
+            if steps:
+                ax.step(s["x"], s["y"], where="post", label=s["label"], linewidth=1.5, color=color)
+            else:
+                ax.plot(s["x"], s["y"], label=s["label"], linewidth=1.5, color=color)
+            ax.scatter(s["x"], s["y"], color=color, s=14, marker=s.get("marker", "o"))
+        for x, y, text in s.get("points", ()):
+            ax.scatter([x], [y], marker="*", s=160, color=color, edgecolors="black", zorder=5,
+                       label=f"{s['label']}: {text}")
+    if hline is not None:
+        ax.axhline(hline, color="grey", linestyle="--", linewidth=1, label=hline_label or None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _save_figure(fig, path)
+
+
+def plot_heatmap(values: Sequence[Sequence[float]], rows: Sequence[str], cols: Sequence[str], path: str | Path,
+                 title: str = "", marks: Sequence[tuple[int, int]] = (), label: str = "") -> Path:
+    """A rows x cols heatmap with each value written in its cell; `marks` (row, col) get a black frame."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 2.5, 0.45 * len(rows) + 1.6))
+    image = ax.imshow(values, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    for i, row in enumerate(values):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.6 else "black")
+    for i, j in marks:
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels(cols)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, label=label)
+    return _save_figure(fig, path)
+
+
 # --------------------------------------------------------------------------- documents
 
 
@@ -209,164 +254,6 @@ def _inline_html(text: str) -> str:
     text = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
     parts = text.split("**")
     return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
-
-
-# --------------------------------------------------------------------------- the search report
-
-
-def load_search_records(inputs: Sequence[str], storage: str | None = None) -> list[dict]:
-    """search.json of each output folder / file, or the record of each study name in `storage`."""
-    records = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir() and (path / "search.json").is_file():
-            path = path / "search.json"
-        if path.is_file():
-            from lamina.checks import read_json
-            from lamina.search.record_schema import check_record
-
-            record = read_json(path, "search record")
-            check_record(record, path)
-            record.setdefault("source", str(path.parent))
-            records.append(record)
-        elif storage:
-            from lamina.search import build_record
-            from lamina.search.store import open_storage, redact
-
-            url = storage if "://" in storage else f"sqlite:///{Path(storage).expanduser().resolve()}"
-            record = build_record(open_storage(url), item, storage_label=redact(url))
-            record["source"] = f"{redact(url)} :: {item}"
-            record["name"] = item
-            records.append(record)
-        elif path.exists():
-            raise LaminaError(f"{path}: no search.json here (give a `lamina search` output folder)")
-        else:
-            raise LaminaError(f"{item}: no such folder or file (for a study name, give --storage)")
-    if not records:
-        raise LaminaError("nothing to report: give at least one search output folder or study")
-    return records
-
-
-def _run_name(record: dict, i: int, records: list[dict]) -> str:
-    names = [r.get("name") or Path(r.get("source", r["study"])).name or r["study"] for r in records]
-    name = names[i]
-    return name if names.count(name) == 1 else f"{name} ({i + 1})"
-
-
-def _stage_groups(stage: dict) -> tuple[list[tuple[str, list[float]]], list[str]]:
-    """Box-plot groups of a stage: per choice, or per item with/without (marginal analysis)."""
-    groups, winners = [], []
-    scores = {t["trial"]: t["value"] if t["value"] is not None else _last(t) for t in stage["trials"] if t["counted"]}
-    for row in stage["stats"]:
-        if "choice" in row:
-            groups.append((row["choice"], [scores[n] for n in row["trials"] if scores.get(n) is not None]))
-            if row.get("winner"):
-                winners.append(row["choice"])
-        else:
-            for side in ("with", "without"):
-                label = f"{row['item']} {'+' if side == 'with' else '-'}"
-                groups.append((label, [scores[n] for n in row[side]["trials"] if scores.get(n) is not None]))
-            if row.get("winner"):
-                winners.append(f"{row['item']} +")
-    return groups, winners
-
-
-def _last(trial: dict):
-    inter = trial.get("intermediate") or {}
-    return inter[max(inter, key=int)] if inter else None
-
-
-def _stats_rows(stage: dict) -> tuple[list[str], list[list]]:
-    if stage["analysis"] == "choice":
-        headers = ["choice", "n", "mean", "median", "std", "min", "max", "pruned", "failed", "winner"]
-        return headers, [[r["choice"], r["n"], r["mean"], r["median"], r["std"], r["min"], r["max"], r["pruned"],
-                          r["failed"], bool(r.get("winner"))] for r in stage["stats"]]
-    headers = ["item", "n with", "mean with", "median with", "std with", "n without", "mean without",
-               "median without", "difference", "kept"]
-    return headers, [[r["item"], r["with"]["n"], r["with"]["mean"], r["with"]["median"], r["with"]["std"],
-                      r["without"]["n"], r["without"]["mean"], r["without"]["median"],
-                      r["difference"] if math.isfinite(r["difference"]) else None, bool(r.get("winner"))]
-                     for r in stage["stats"]]
-
-
-def write_search_report(records: list[dict], output: str | Path, title: str = "lamina design-space search") -> list[Path]:
-    """report.md, report.html and the PNGs (one distribution plot per run and stage, one score-vs-params
-    plot per run, and one across runs when there are several)."""
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    doc = Document(title)
-    written: list[Path] = []
-    overview = []
-    for i, rec in enumerate(records):
-        name = _run_name(rec, i, records)
-        c, comp = rec["config"], rec.get("compute", {})
-        overview.append([name, ", ".join(c["tasks"]), c["space"]["budget"], c["trials_per_stage"], c["epochs"],
-                         "yes" if c.get("prune") else "no", comp.get("trials"), comp.get("pruned"), comp.get("steps"),
-                         comp.get("planned_steps"), f"{comp.get('saved_steps_percent', 0):.1f}", f"{comp.get('seconds', 0):.0f}",
-                         rec["final"]["label"] if rec.get("final") else "(not finished)"])
-    doc.heading("Runs")
-    doc.table(["run", "tasks", "budget", "trials/stage", "epochs", "pruning", "trials", "pruned", "steps",
-               "planned steps", "steps saved %", "train s", "final design"], overview)
-    all_series = []
-    for i, rec in enumerate(records):
-        name = _run_name(rec, i, records)
-        slug = "-".join("".join(ch if ch.isalnum() else " " for ch in name).split()) or f"run{i + 1}"
-        c = rec["config"]
-        doc.heading(f"Run {name}")
-        doc.text(f"Model `{c['model']}`, tasks {', '.join(c['tasks'])}, budget {c['space']['budget']}, "
-                 f"{c['trials_per_stage']} trials per stage, {c['epochs']:g} epoch(s), train limit "
-                 f"{fmt(c.get('train_limit'))}, eval limit {fmt(c.get('eval_limit'))}, max length {c['max_length']}, "
-                 f"pruning {'on (successive halving, η=' + str(c['reduction_factor']) + ')' if c.get('prune') else 'off'}. "
-                 f"Study `{rec['study']}` in `{rec.get('storage', '')}`.")
-        series = []
-        for stage in rec["stages"]:
-            doc.heading(f"Stage {stage['index']}: {stage['component']} ({stage['analysis']} analysis)", 3)
-            fixed = ", ".join(f"{k} = {v}" for k, v in stage.get("fixed_labels", stage["fixed"]).items()) or "nothing yet"
-            doc.text(f"Fixed before this stage: {fixed}. Winner: **{stage['winner_label'] or '(stage not finished)'}**.")
-            if stage["stats"]:
-                doc.table(*_stats_rows(stage))
-                groups, winners = _stage_groups(stage)
-                png = plot_distributions(groups, output / f"{slug}-stage{stage['index']}-{stage['component']}.png",
-                                         title=f"{name}: stage {stage['index']} {stage['component']}", highlight=winners)
-                written.append(png)
-                doc.image(png, f"score distribution per choice, stage {stage['index']}")
-            for note in stage.get("notes", []):
-                doc.text(f"Note: {note}")
-            rows = [[t["trial"], t["candidate"], t["state"] + ("" if t["counted"] else " (not counted)"), t["label"],
-                     t["value"] if t["value"] is not None else _last(t), t["trainable"], t["steps"],
-                     f"{t['seconds']:.1f}" if t["seconds"] is not None else None]
-                    for t in stage["trials"]]
-            doc.table(["trial", "candidate", "state", "design", "score", "trainable", "steps", "seconds"], rows)
-            done = [t for t in stage["trials"] if t["counted"] and t["trainable"] is not None]
-            for state, marker in (("COMPLETE", "o"), ("PRUNED", "x")):
-                pts = [t for t in done if t["state"] == state and (t["value"] if state == "COMPLETE" else _last(t)) is not None]
-                series.append({"label": f"stage {stage['index']} {stage['component']}" + (" (pruned)" if state == "PRUNED" else ""),
-                               "x": [t["trainable"] for t in pts], "marker": marker, "front": state == "COMPLETE",
-                               "y": [t["value"] if state == "COMPLETE" else _last(t) for t in pts]})
-        png = plot_score_vs_params(series, output / f"{slug}-score-vs-params.png",
-                                   title=f"{name}: score vs trainable parameters (with head)")
-        written.append(png)
-        doc.heading("Score vs trainable parameters", 3)
-        doc.text("Every counted trial (x: pruned, scored at the step it stopped). All designs share one budget, so "
-                 "they differ by the solver's rounding (within its tolerance) and by the head; the black step line is "
-                 "the Pareto front: the designs no other design beats on both axes (fewer parameters, higher score).")
-        doc.image(png, "score vs trainable parameters")
-        all_series.append({"label": name, "marker": "o", "front": True,
-                           "x": [x for s in series if s["front"] for x in s["x"]],
-                           "y": [y for s in series if s["front"] for y in s["y"]]})
-        if rec.get("final"):
-            doc.heading("Final design", 3)
-            doc.text(f"{rec['final']['label']} (budget report: {json.dumps(rec['final'].get('budget'))})")
-            import yaml
-
-            doc.code(yaml.safe_dump(rec["final"].get("design", rec["final"]["point"]), sort_keys=False), "yaml")
-    if len(records) > 1:
-        png = plot_score_vs_params(all_series, output / "all-runs-score-vs-params.png",
-                                   title="all runs: score vs trainable parameters")
-        written.append(png)
-        doc.heading("All runs")
-        doc.image(png, "score vs trainable parameters, all runs")
-    return doc.write(output) + written
 
 
 def _save_figure(fig, path) -> Path:

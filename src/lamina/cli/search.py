@@ -49,8 +49,23 @@ def search_cmd(
     train_seed: int = typer.Option(42, "--train-seed", help="seed for init, data order and dropout of every trial"),
     eval_steps: int = typer.Option(None, "--eval-steps", help="evaluate every N steps (default: every epoch); "
                                                               "these are the pruner's rungs"),
-    prune: bool = typer.Option(False, "--prune", help="stop weak trials early (successive halving over evaluations)"),
+    strategy: str = typer.Option("one-shot", "--strategy", help="one-shot (a gated supernet trained once, pruned to "
+                                                                "the budget; in docs/search's comparison the cheapest, "
+                                                                "and as good as the others), joint (TPE over all components, pruning, "
+                                                                "suggest warm start) or greedy (the paper's four "
+                                                                "stages, for reproduction)"),
+    trials: int = typer.Option(12, "--trials", help="joint: designs sampled and trained in all"),
+    prune: bool = typer.Option(None, "--prune/--no-prune", help="stop weak trials early at each evaluation "
+                                                                "[default: on for joint, off otherwise]"),
+    pruner: str = typer.Option("asha", "--pruner", help="asha (successive halving) or hyperband"),
     reduction_factor: int = typer.Option(2, "--reduction-factor", help="successive halving: keep 1/η per rung"),
+    warm_start: bool = typer.Option(True, "--warm-start/--no-warm-start", help="joint: enqueue lamina suggest's "
+                                                                               "designs first"),
+    startup_trials: int = typer.Option(None, "--startup-trials", help="joint: random trials before TPE models the "
+                                                                       "results [default: trials/3, 2 to 10]"),
+    penalty: float = typer.Option(2.0, "--penalty", help="one-shot: weight of the budget penalty (E/B - 1)^2"),
+    alpha_lr: float = typer.Option(None, "--alpha-lr", help="one-shot: learning rate of the architecture gates "
+                                                             "[default: 4 / the supernet's optimizer steps]"),
     storage: str = typer.Option(None, "--storage", help="Optuna storage: sqlite:///file.db, postgresql://..., or a "
                                                         "file path (default: <output>/search.db)"),
     study: str = typer.Option("search", "--study", help="study name (run the same command elsewhere to join it)"),
@@ -62,8 +77,10 @@ def search_cmd(
     threads: int = typer.Option(None, "--threads", help="torch threads per worker (default: cores / workers)"),
     spawned: bool = typer.Option(False, "--spawned-worker", hidden=True, help="set by --workers K for its children"),
 ):
-    """Greedy design-space search (Chen et al. 2023): grouping -> allocation -> tunable groups -> strategies,
-    every design sized to one budget. Resumable; several processes or machines can share one study."""
+    """Design-space search, every design sized to one budget: greedy (Chen et al. 2023: grouping -> allocation
+    -> tunable groups -> strategies), joint (TPE, pruning) or one-shot (a gated supernet). Ends with one
+    training of the final design; reports the cost in full-training equivalents. Resumable; several
+    processes or machines can share one study."""
     from transformers.utils import logging as hf_logging
 
     from lamina import checks
@@ -87,11 +104,14 @@ def search_cmd(
     checks.positive("--max-length", max_length)
     if max_length is None and not spawned:
         max_length = checks.default_max_length(checks.model_config(model))
+    if prune is None:
+        prune = strategy == "joint"
     config = SearchConfig(
         model=model, tasks=tuple(task), data=tuple(data_dir or ()), space=space_obj,
         trials_per_stage=trials_per_stage, epochs=epochs, train_limit=train_limit, eval_limit=eval_limit,
         max_length=max_length, batch_size=batch_size, lr=lr, seed=train_seed, eval_steps=eval_steps, prune=prune,
-        reduction_factor=reduction_factor,
+        reduction_factor=reduction_factor, strategy=strategy, trials=trials, pruner=pruner, warm_start=warm_start,
+        startup_trials=startup_trials, penalty=penalty, alpha_lr=alpha_lr,
     )
     for name, value in (("--epochs", epochs), ("--train-limit", train_limit), ("--eval-limit", eval_limit),
                         ("--max-length", max_length), ("--batch-size", batch_size), ("--eval-steps", eval_steps),
@@ -121,13 +141,15 @@ def search_cmd(
                 "--model", config.model, "--trials-per-stage", str(trials_per_stage), "--epochs", str(epochs),
                 "--max-length", str(max_length), "--batch-size", str(batch_size), "--train-seed", str(train_seed),
                 "--budget", str(space_obj.budget), "--seed", str(space_obj.seed),
-                "--reduction-factor", str(reduction_factor)]
+                "--reduction-factor", str(reduction_factor), "--strategy", strategy, "--trials", str(trials),
+                "--pruner", pruner, "--penalty", repr(penalty),
+                "--prune" if prune else "--no-prune", "--warm-start" if warm_start else "--no-warm-start"]
         argv += [a for t in task for a in ("--task", t)] + [a for d in (data_dir or ()) for a in ("--data-dir", d)]
         for flag, value in (("--space", space), ("--train-limit", train_limit), ("--eval-limit", eval_limit),
-                            ("--lr", lr), ("--eval-steps", eval_steps)):
+                            ("--lr", lr), ("--eval-steps", eval_steps), ("--startup-trials", startup_trials),
+                            ("--alpha-lr", alpha_lr)):
             if value is not None:
-                argv += [flag, str(value)]
-        argv += ["--prune"] if prune else []
+                argv += [flag, repr(value) if isinstance(value, float) else str(value)]
         # K worker processes started together (they join the study at about the same time); this one
         # supervises: waits, then writes the outputs from the store
         procs = [subprocess.Popen(argv, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
@@ -152,15 +174,26 @@ def search_cmd(
 def _print_summary(record: dict, output: Path) -> None:
     for stage in record["stages"]:
         counted = [t for t in stage["trials"] if t["counted"]]
-        typer.echo(f"stage {stage['index']} {stage['component']}: winner {stage['winner_label']} "
+        what = "winner" if stage["analysis"] in ("choice", "marginal") else "result"
+        typer.echo(f"stage {stage['index']} {stage['component']}: {what} {stage['winner_label']} "
                    f"({len(counted)} trials)")
     compute = record["compute"]
     typer.echo(f"{compute['trials']} trials ({compute['pruned']} pruned, {compute['failed']} failed), "
                f"{compute['steps']:,} of {compute['planned_steps']:,} planned steps "
                f"({compute['saved_steps_percent']:.1f}% saved), {compute['seconds']:.0f} s of training")
-    if record.get("final"):
-        typer.echo(f"final design {record['final']['label']}: {output / 'design.yaml'} "
-                   f"(record: {output / 'search.json'})")
+    final = record.get("final")
+    if final:
+        training = final.get("training") or {}
+        typer.echo(f"final design {final['label']}: {output / 'design.yaml'} (record: {output / 'search.json'})")
+        if training.get("value") is not None:
+            typer.echo(f"final design trained once{' (its search trial)' if training.get('reused') else ''}: "
+                       f"score {training['value']:.4f}")
+    ledger = record.get("ledger") or {}
+    eq = ledger.get("equivalents") or {}
+    if eq.get("cpu_s") is not None:
+        typer.echo(f"search cost: {eq['cpu_s']:.2f} full-training equivalents in CPU time ({eq['steps']:.2f} in "
+                   f"optimizer steps; {ledger['total']['cpu_s']:.0f} CPU s against {ledger['reference']['cpu_s']:.0f} "
+                   "for one training of the final design)")
 
 
 @command("report")
@@ -175,7 +208,7 @@ def report_cmd(
     """Write report.md and report.html: per-stage score distributions per choice, winners, and score vs
     trainable parameters for every trial with the Pareto front."""
     from lamina.outputs import replace_folder
-    from lamina.report import load_search_records, write_search_report
+    from lamina.search_report import load_search_records, write_search_report
 
     check_output_folder(output, "report", inputs=inputs, overwrite=overwrite)
     records = load_search_records(inputs, storage)

@@ -105,6 +105,11 @@ class AdapterMethod(Method):
                     ctx.hook(ctx.projection(layer, in_site), _remember_input(bottleneck), pre=True, with_kwargs=True)
                 ctx.hook(ctx.projection(layer, out_site), _add(bottleneck, strategy.placement == "parallel", runtime, name))
 
+    def scaled_tensors(self, module: nn.Module, strategy: Adapter) -> dict:
+        """The up projection: its output (the adapter's whole contribution) is linear in it."""
+        return {f"{name}.up.{t}": 0.0 for name, sub in module.named_modules() if isinstance(sub, Bottleneck)
+                for t in ("weight", "bias")}
+
     def merge(self, module, strategy, layers, ctx, undo) -> str | None:
         return "bottleneck adapters (a non-linear insert)"
 

@@ -108,6 +108,18 @@ class Method:
     def stored_count(self, module: nn.Module, strategy: Strategy) -> int:
         return sum(p.numel() for p in module.parameters())
 
+    def scaled_tensors(self, module: nn.Module, strategy: Strategy) -> dict[str, "float | torch.Tensor"]:
+        """The tensors through which the method's contribution can be scaled, each with its neutral value
+        (names as in `module.named_parameters()`). A search that gates the method (the one-shot search's
+        architecture gates) reads each tensor t as neutral + g·(t − neutral): g = 0 turns the method off,
+        g = 1 leaves it as trained, and a contribution linear in these tensors is scaled by exactly g.
+        Hooks must read these tensors from the module at call time (not hold on to them at attach).
+        Default: every tensor that is all zeros as built, outside UniPELT gates — the zero-initialised
+        deltas of methods whose output is linear in them (BitFit, LayerNorm deltas)."""
+        gate_tensors = {id(p) for sub in module.modules() if isinstance(sub, Gate) for p in sub.parameters()}
+        return {name: 0.0 for name, p in module.named_parameters()
+                if id(p) not in gate_tensors and not p.detach().any()}
+
     def gates(self, module: nn.Module) -> Iterator[tuple[int, "Gate"]]:
         """(layer index, gate) pairs. Default: the module is keyed by layer index, gates inside."""
         if isinstance(module, nn.ModuleDict):

@@ -73,9 +73,13 @@ class IA3Method(Method):
         for layer in layers:
             vectors = module[str(layer.index)]
             for site, scales_input in scaled_sites(strategy, layer, ctx):
-                vector = vectors[_key(site, scales_input)]
-                hook = _input_hook(vector, module, ctx) if scales_input else _output_hook(vector, site, module, ctx)
+                key = _key(site, scales_input)
+                hook = _input_hook(vectors, key, module, ctx) if scales_input else _output_hook(vectors, key, site, module, ctx)
                 ctx.hook(ctx.projection(layer, site), hook, pre=scales_input)
+
+    def scaled_tensors(self, module: nn.Module, strategy: IA3) -> dict:
+        """Every vector, about its neutral value one: l' = 1 + g·(l − 1)."""
+        return {name: 1.0 for name, _ in module.named_parameters()}
 
     def merge(self, module: nn.Module, strategy: IA3, layers: list[Layer], ctx: BuildContext, undo: bool) -> str | None:
         for layer in layers:
@@ -99,12 +103,13 @@ class IA3Method(Method):
         return None
 
 
-def _output_hook(vector: nn.Parameter, site, owner: nn.Module, ctx: BuildContext):
+def _output_hook(vectors: nn.ParameterDict, key: str, site, owner: nn.Module, ctx: BuildContext):
     runtime, name = ctx.runtime, ctx.name
 
     def forward_hook(_module, _args, out):
         if getattr(owner, "merged", False) or not runtime.is_active(name):
             return out
+        vector = vectors[key]  # read at call time (a gating search may re-parameterise it)
         if site.parts == 1:
             return out * vector
         sl = site.out_slice(out.shape[-1])
@@ -114,13 +119,13 @@ def _output_hook(vector: nn.Parameter, site, owner: nn.Module, ctx: BuildContext
     return forward_hook
 
 
-def _input_hook(vector: nn.Parameter, owner: nn.Module, ctx: BuildContext):
+def _input_hook(vectors: nn.ParameterDict, key: str, owner: nn.Module, ctx: BuildContext):
     runtime, name = ctx.runtime, ctx.name
 
     def pre_hook(_module, args):
         if getattr(owner, "merged", False) or not runtime.is_active(name):
             return None
-        return (args[0] * vector, *args[1:])
+        return (args[0] * vectors[key], *args[1:])
 
     return pre_hook
 

@@ -145,6 +145,16 @@ class LoRAMethod(Method):
                     proj = ctx.projection(layer, site)
                     ctx.hook(proj, _hook(modules[site.key], gate, proj, site, strategy, ctx, module))
 
+    def scaled_tensors(self, module: nn.Module, strategy: LoRA) -> dict:
+        """B scales s·B·A·x exactly; DoRA's magnitude also moves from its built value (‖W‖: no change)."""
+        out = {}
+        for name, delta in module.named_modules():
+            if isinstance(delta, LoRADelta):
+                out[f"{name}.B"] = 0.0
+                if hasattr(delta, "magnitude"):
+                    out[f"{name}.magnitude"] = delta.magnitude.detach().clone()
+        return out
+
     def merge(self, module: nn.Module, strategy: LoRA, layers: list[Layer], ctx: BuildContext, undo: bool) -> str | None:
         if strategy.gated:
             return "gated LoRA (its scale depends on the input)"

@@ -112,6 +112,12 @@ class PrefixMethod(Method):
         gates = sum(p.numel() for p in module.gates.parameters()) if module.gates is not None else 0
         return module.num_layers * 2 * module.length * module.kv_dim + gates
 
+    def scaled_tensors(self, module: "PrefixGroup", strategy: Prefix) -> dict:
+        """The keys and values (or the last layer of the MLP that makes them), scaled together as
+        UniPELT's prefix gate does: at 0 the prefix adds nothing, though its zero keys still take a share
+        of the attention."""
+        return {"mlp.2.weight": 0.0, "mlp.2.bias": 0.0} if hasattr(module, "mlp") else {"kv": 0.0}
+
     def gates(self, module: "PrefixGroup") -> Iterator[tuple[int, Gate]]:
         if module.gates is not None:
             for key, gate in module.gates.items():

@@ -23,7 +23,7 @@ class Trial(_Loose):
     state: str
     counted: bool
     value: Optional[Number]
-    label: str
+    label: Optional[str]  # None: a joint slot whose sampled point was infeasible (never trained)
     intermediate: Optional[dict[str, Number]] = None
     trainable: Optional[int]
     steps: Optional[int]
@@ -61,7 +61,7 @@ class ItemRow(_Loose):
 class Stage(_Loose):
     index: int
     component: str
-    analysis: Literal["choice", "marginal"]
+    analysis: Literal["choice", "marginal", "tpe", "gates"]  # greedy stages; the joint study; the supernet
     fixed: dict
     fixed_labels: Optional[dict] = None
     trials: list[Trial]

@@ -240,6 +240,10 @@ class SearchSpace(_Strict):
         return {"tunable": self.tunable.analysis, "strategies": "marginal"}.get(component, "choice")
 
     # --- points and designs ----------------------------------------------------------------------
+    def strategy(self, method: str):
+        """The method's strategy with this space's options, its size left to the budget solver."""
+        return _strategy(method, self.strategies.of(method))
+
     def design(self, point: "Point", num_layers: int, name: str | None = None) -> Design:
         """The budget-sized Design of a point: tuned groups only, sizes None, the space's budget."""
         bounds = split_layers(num_layers, self.groups, point.grouping)

@@ -1,10 +1,14 @@
 """The study store: Optuna RDB storage shared by every worker of a search.
 
-Layout: **one Optuna study per stage**, plus a root study that holds no trials.
+Layout: **one Optuna study per phase**, plus a root study that holds no trials.
 
-- root study `NAME`: user attrs `config` (the search settings; a worker with other settings is refused)
-  and `winner.<component>` (each stage's fixed choice, written by whichever worker finished the stage);
-- stage study `NAME.stage<k>.<component>`: one trial per candidate design (user attr `candidate`).
+- root study `NAME`: user attrs `config` (the search settings; a worker with other settings is refused),
+  `winner.<component>` (each greedy stage's fixed choice, written by whichever worker finished the stage)
+  and `final_design` (the design the strategy ends with);
+- greedy stage study `NAME.stage<k>.<component>`: one trial per candidate design (user attr `candidate`);
+- `NAME.joint` (one trial per planned slot: warm starts, then slots the sampler fills when claimed),
+  `NAME.supernet` (the one-shot search's one supernet training), `NAME.final` (one training of the final
+  design: its retrained score and the compute ledger's reference).
 
 Why one study per stage rather than one study with stage attributes: a pruner (successive halving)
 compares a trial with the trials of its own study, and designs of different stages must not compete
@@ -199,6 +203,11 @@ def stored_config(storage, name: str) -> dict:
 
 def stage_study_name(root: str, index: int, component: str) -> str:
     return f"{root}.stage{index}.{component}"
+
+
+def phase_study_name(root: str, phase: str) -> str:
+    """The study of a phase that is not a greedy stage: `joint`, `supernet`, `final`."""
+    return f"{root}.{phase}"
 
 
 @dataclass
