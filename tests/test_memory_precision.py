@@ -90,3 +90,27 @@ def test_bad_precision_is_one_line(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(LaminaError, match="fp16 needs a CUDA device"):
             train(make_model_dir(tmp_path), "sst2", "lora", write_sst2(tmp_path), tmp_path / "run", precision="fp16")
+
+
+def test_checkpointing_switch_under_either_transformers_name(tmp_path):
+    """Older transformers know only `gradient_checkpointing`; newer ones renamed it and warn on the old name
+    (the demo printed that warning). Either way the switch and its non-reentrant kwargs arrive."""
+    import dataclasses
+    import warnings
+
+    from transformers import TrainingArguments
+
+    from lamina.train import _checkpointing_args
+
+    @dataclasses.dataclass
+    class OldArguments:
+        gradient_checkpointing: bool = False
+
+    assert _checkpointing_args(OldArguments, True) == {"gradient_checkpointing": True,
+                                                       "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+    for on in (True, False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            args = TrainingArguments(output_dir=str(tmp_path), **_checkpointing_args(TrainingArguments, on))
+        assert bool(args.gradient_checkpointing) is on
+        assert args.gradient_checkpointing_kwargs == ({"use_reentrant": False} if on else None)

@@ -404,8 +404,7 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
             # Task heads compute a plain mean loss; the Trainer's token averaging across processes would
             # multiply it (and its gradient) by the number of processes under DDP.
             average_tokens_across_devices=False,
-            gradient_checkpointing=gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
+            **_checkpointing_args(TrainingArguments, gradient_checkpointing),
             bf16=precision == "bf16", fp16=precision == "fp16",
         )
         is_main = args.process_index == 0
@@ -467,6 +466,14 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
         if args.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.barrier()
     return results
+
+
+def _checkpointing_args(arguments_class, on: bool) -> dict:
+    """The checkpointing switch under the name this transformers uses: newer releases renamed
+    `gradient_checkpointing*` to `activation_checkpointing*` and warn on the old name (the demo printed it)."""
+    name = "activation_checkpointing" if "activation_checkpointing" in arguments_class.__dataclass_fields__ else \
+        "gradient_checkpointing"
+    return {name: on, f"{name}_kwargs": {"use_reentrant": False} if on else None}
 
 
 def _ddp_backend() -> str | None:
