@@ -1,4 +1,4 @@
-# lamina: `make demo` fine-tunes MiniLM with SPAFIT on the bundled SST-2 sample; `make test` runs the tests.
+# lamina: `make demo` fine-tunes MiniLM with LoRA sized to 0.5 % on the bundled SST-2 sample; `make test` runs the tests.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
