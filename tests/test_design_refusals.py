@@ -102,6 +102,20 @@ REFUSALS = [
     ("lora-budget-word", lambda w, s: params(w, "lora:budget=lots"), ["preset 'lora'", "budget", "'lots'"]),
     ("lora-budget-allocation", lambda w, s: params(w, "lora:budget=500,allocation=sideways"), ["allocation", "'sideways'"]),
     ("s4-budget-nan-percent", lambda w, s: params(w, "s4:budget=nan%"), ["budget", "not a finite number"]),
+    ("budget-on-a-fixed-size-preset", lambda w, s: params(w, "bitfit:budget=500"), ["preset 'bitfit'", "no size to solve"]),
+    # found by the fresh corpus (tests/test_fuzz_fresh.py)
+    ("two-methods-in-one-item", lambda w, s: params(w, design_file(s, "groups: [{layers: 0-1, strategies: [{lora: {}, ia3: {}}]}]\n")),
+     ["groups[0].strategies[0]", "one strategy per item", "lora, ia3"]),
+    ("strategy-null", lambda w, s: params(w, design_file(s, "groups: [{layers: 0-1, strategies: [null]}]\n")),
+     ["groups[0].strategies[0]: empty"]),
+    ("predict-num-beams-0", lambda w, s: ["predict", "-a", str(w.adapter), "-i", str(w.text / "dev.jsonl"), "--num-beams", "0"],
+     ["--num-beams must be >= 1", "got 0"]),
+    ("report-storage-missing-creates-nothing", lambda w, s: ["report", "study", "--storage", f"sqlite:///{s / 'none.db'}",
+                                                              "-o", str(s / "rep")], ["none.db", "no such database file"]),
+    ("search-threads-0", lambda w, s: ["search", "-m", str(w.model), "-t", "sst2", "--data-dir", str(w.glue), "-o", str(s / "o"),
+                                       "--threads", "0"], ["--threads must be >= 1"]),
+    ("suggest-methods-twice", lambda w, s: ["suggest", "-m", str(w.model), "-t", "sst2", "--data-dir", str(w.glue), "-o",
+                                            str(s / "o"), "--methods", "lora+adapter+lora"], ["methods", "'lora' is listed twice"]),
 ]
 
 

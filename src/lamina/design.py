@@ -27,8 +27,13 @@ def parse_strategy(item, where: str = "strategy") -> Strategy:
     `{"method": name, ...options}`, checked by the registered method's own schema."""
     if isinstance(item, Strategy):
         return item
+    if item is None or item == {}:
+        raise DesignError(f"{where}: empty; give a method name (e.g. lora) or {{lora: {{r: 8}}}}")
     if isinstance(item, str):
         item = {"method": item}
+    elif isinstance(item, dict) and "method" not in item and len(item) > 1:
+        raise DesignError(f"{where}: one strategy per item, found {len(item)} methods ({', '.join(map(str, item))}); "
+                          "write them as separate items of the list")
     elif isinstance(item, dict) and "method" not in item and len(item) == 1:
         (name, options), = item.items()
         if options is not None and not isinstance(options, dict):
@@ -269,7 +274,8 @@ def plain_error(err: ValidationError, with_loc: bool = True) -> str:
     """The first problem pydantic found, as plain words: `field: what is wrong (got value)`."""
     e = err.errors()[0]
     # the location, without the tags pydantic adds for a union's members ('str', 'function-after[...]')
-    loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p or "-" in p)))
+    parts = [p for p in e["loc"] if not (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p or "-" in p))]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")  # groups[0].strategies
     loc = loc if with_loc else ""
     msg = e["msg"].removeprefix("Value error, ")
     if e.get("type") == "extra_forbidden":
