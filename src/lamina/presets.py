@@ -23,6 +23,7 @@ from lamina.methods.bitfit import BitFit
 from lamina.methods.ia3 import IA3
 from lamina.methods.ln import LayerNormTuning
 from lamina.methods.lora import LoRA
+from lamina.methods import METHODS
 from lamina.methods.base import Real
 from lamina.methods.prefix import Prefix
 
@@ -229,6 +230,9 @@ def build(text: str, num_layers: int, hidden: int) -> Design:
         raise _refusal(name, err) from None
     if budget is None:
         return design
+    if design.full or not any(METHODS[s.method].size_field for g in design.groups for s in g.strategies):
+        raise DesignError(f"preset '{name}': budget: this preset has no size to solve from a budget "
+                          "(it trains a fixed set of parameters); leave budget out")
     try:
         return at_budget(design, budget, allocation)
     except ValidationError as err:
