@@ -162,9 +162,8 @@ class ModelMap:
     layers: list[Layer]
     stacks: dict[str, int]
     head: list[str] = field(default_factory=list)  # module paths (from the root) of the task head
-    # what the model can hold, for the methods' size checks: its hidden width and the longest sequence its
-    # position embeddings cover (None: unknown, or no absolute limit as in T5)
-    hidden: int | None = None
+    # what the model can hold, for the methods' size checks: the longest sequence its position embeddings
+    # cover (None: no absolute limit, as in T5)
     positions: int | None = None
 
     @property
@@ -258,8 +257,7 @@ def map_model(model: nn.Module) -> ModelMap:
             layers.append(Layer(len(layers), stack, local, f"{hits[0]}.{local}", block))
     if not layers:
         raise DesignError(f"no transformer blocks found in this {family.name} model")
-    hidden = next((int(v) for a in ("hidden_size", "d_model", "n_embd") if isinstance(v := getattr(model.config, a, None), int)), None)
-    return ModelMap(family, layers, stacks, _head_modules(model), hidden, max_tokens(model.config))
+    return ModelMap(family, layers, stacks, _head_modules(model), max_tokens(model.config))
 
 
 def max_tokens(config) -> int | None:

@@ -82,12 +82,6 @@ class AdapterMethod(Method):
     def size(self, strategy: Adapter):
         return strategy.bottleneck if strategy.bottleneck is not None else strategy.reduction_factor
 
-    def check(self, strategy: Adapter, mmap, where: str) -> None:
-        """A bottleneck no wider than the hidden state it compresses (a typo such as bottleneck=100000 would
-        otherwise allocate layers x 2 x 100000 x hidden before anything fails)."""
-        self.check_bound(strategy.bottleneck, mmap.hidden, f"{where}.bottleneck",
-                         f"this model's hidden size {mmap.hidden} (a bottleneck is narrower than what it compresses)")
-
     def resized(self, strategy: Adapter, size: int | None) -> Adapter:
         return strategy.model_copy(update={"bottleneck": size, "reduction_factor": None})
 
