@@ -123,8 +123,13 @@ class Budget(_Strict):
         return value
 
     def resolve(self, base_params: int) -> int:
+        """The target in parameters; a count above the base model's own (without its head) is refused: sizes
+        solved to it would allocate more than the whole model before anything else could fail."""
         if isinstance(self.target, str):
             return int(round(base_params * float(self.target[:-1]) / 100.0))
+        if self.target > base_params:
+            raise DesignError(f"budget.target: {self.target:,} parameters is more than the whole model "
+                              f"({base_params:,} without its head); give at most that, or a percentage like '0.5%'")
         return int(self.target)
 
 
