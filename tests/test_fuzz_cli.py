@@ -18,7 +18,7 @@ from typing import Callable
 import pytest
 from typer.testing import CliRunner
 
-from fuzz_world import World, build, snapshot
+from fuzz_world import World, build, put, snapshot
 from lamina.cli import app
 
 runner = CliRunner()
@@ -37,16 +37,6 @@ def case(name: str):
         CASES.append(pytest.param(Case(fn), id=name))
         return fn
     return register
-
-
-def put(folder: Path, name: str, content) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content if isinstance(content, str) else json.dumps(content))
-    return path
 
 
 def jsonl(*rows) -> str:
