@@ -48,7 +48,7 @@ def parse_strategy(item, where: str = "strategy") -> Strategy:
     try:
         return method_named(item["method"]).parse(item)
     except ValidationError as err:
-        raise DesignError(f"{where}.{_first_error(err)}") from None
+        raise DesignError(f"{where}.{plain_error(err)}") from None
 
 
 class Group(_Strict):
@@ -164,7 +164,7 @@ class Design(_Strict):
         try:
             return cls.model_validate(_normalise(data))
         except ValidationError as err:
-            raise DesignError(_first_error(err)) from None
+            raise DesignError(plain_error(err)) from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Design":
@@ -275,13 +275,12 @@ def _parse_layers(value, field: str) -> tuple[int, int]:
 _TYPE_TAGS = {"str", "int", "float", "bool", "none", "dict", "list", "tuple"}
 
 
-def plain_error(err: ValidationError, with_loc: bool = True) -> str:
+def plain_error(err: ValidationError) -> str:
     """The first problem pydantic found, as plain words: `field: what is wrong (got value)`."""
     e = err.errors()[0]
     # the location, without the tags pydantic adds for a union's members ('str', 'function-after[...]')
     parts = [p for p in e["loc"] if not (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p or "-" in p))]
     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")  # groups[0].strategies
-    loc = loc if with_loc else ""
     msg = e["msg"].removeprefix("Value error, ")
     if e.get("type") == "extra_forbidden":
         msg = "unknown option"
@@ -290,9 +289,6 @@ def plain_error(err: ValidationError, with_loc: bool = True) -> str:
     if isinstance(got, (bool, int, float, str)) and e.get("type") != "extra_forbidden" and not shown:
         msg += f" (got {got!r})"
     return f"{loc}: {msg}" if loc else msg
-
-
-_first_error = plain_error
 
 
 PATTERNS = ("increasing", "uniform", "decreasing", "spindle", "bottleneck")

@@ -11,20 +11,19 @@ one-line `DesignError` naming the preset, the option and the value given.
 
 from __future__ import annotations
 
-import functools
 import inspect
-from typing import Callable, Literal
+from typing import Callable
 
 from pydantic import ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError, validate_call
 
 from lamina.design import Budget, Design, DesignError, Group, Prompt, at_budget, plain_error, split_layers
+from lamina.methods import METHODS
 from lamina.methods.adapter import Adapter
 from lamina.methods.bitfit import BitFit
 from lamina.methods.ia3 import IA3
 from lamina.methods.ln import LayerNormTuning
-from lamina.methods.lora import LoRA
-from lamina.methods import METHODS
 from lamina.methods.base import Real
+from lamina.methods.lora import LoRA
 from lamina.methods.prefix import Prefix
 
 Targets = StrictStr | tuple[StrictStr, ...]  # 'q+v' or ('q', 'v')
@@ -35,7 +34,7 @@ _OPTIONS: dict[str, tuple[str, ...]] = {}  # preset function name -> its option 
 def _preset(fn):
     """Check a preset's options against its signature's types before it runs (pydantic, strict, finite)."""
     _OPTIONS[fn.__name__] = tuple(p for p in inspect.signature(fn).parameters if p not in ("L", "H", "kwargs"))
-    return validate_call(config=ConfigDict(allow_inf_nan=False, arbitrary_types_allowed=True))(fn)
+    return validate_call(config=ConfigDict(allow_inf_nan=False))(fn)
 
 
 def _all(num_layers: int, *strategies) -> tuple[Group, ...]:
