@@ -152,6 +152,17 @@ def build(root: Path) -> World:
     return world
 
 
+def put(folder: Path, name: str, content) -> Path:
+    """Write `content` (text, bytes, or an object as JSON) to folder/name, making the folders on the way."""
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
 def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
     """Every file and folder under `folders`: path -> (size, mtime) (folders: size -1)."""
     out = {}

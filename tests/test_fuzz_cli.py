@@ -4,8 +4,8 @@ scratch folder, which is also the working directory, and the shared world of val
 pickle trap never sprung: `UNPICKLED` never appears.
 
 Cases are grouped by command; each builds its bad input in its own scratch folder from the valid world
-(tests/fuzz_world.py). Cases that only the design layer (design.py / presets.py / methods, the lead's
-files) can reject are `xfail(strict=True)`, so they flip to failures once that validation lands.
+(tests/fuzz_world.py). The exact messages of the design layer's refusals are pinned in
+tests/test_design_refusals.py.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from typing import Callable
 import pytest
 from typer.testing import CliRunner
 
-from fuzz_world import World, build, snapshot
+from fuzz_world import World, build, put, snapshot
 from lamina.cli import app
 
 runner = CliRunner()
-LEAD = "design-layer validation, lead"
 
 
 @dataclass
@@ -33,22 +32,11 @@ class Case:
 CASES: list = []
 
 
-def case(name: str, lead: bool = False):
+def case(name: str):
     def register(fn):
-        marks = [pytest.mark.xfail(strict=True, reason=LEAD)] if lead else []
-        CASES.append(pytest.param(Case(fn), id=name, marks=marks))
+        CASES.append(pytest.param(Case(fn), id=name))
         return fn
     return register
-
-
-def put(folder: Path, name: str, content) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content if isinstance(content, str) else json.dumps(content))
-    return path
 
 
 def jsonl(*rows) -> str:
@@ -151,7 +139,7 @@ for text in ("lora:r=0", "lora:r=-1", "lora:r=abc", "lora:r=1.5", "lora:alpha=x"
 for text in ("lora:r=true", "lora:r=100000", "s4:budget=500%", "lora:budget=500%", "adapter:bottleneck=true"):
     case(f"params-preset[{text}]")(lambda w, s, t=text: params(w, t))
 for text in ("prefix:length=100000", "adapter:bottleneck=0", "spafit:n1=a", "lora:targets=q+q", "lora:alpha=-1"):
-    case(f"params-preset[{text}]", lead=True)(lambda w, s, t=text: params(w, t))
+    case(f"params-preset[{text}]")(lambda w, s, t=text: params(w, t))
 
 # --- params: design files -----------------------------------------------------------------------------
 DESIGN_FILES = {
@@ -160,7 +148,7 @@ DESIGN_FILES = {
     "bad-range": "groups: [{layers: a-b, strategies: [bitfit]}]\n",
     "unknown-method": "groups: [{layers: 0-1, strategies: [dora]}]\n",
     "overlap": "groups: [{layers: 0-2, strategies: [bitfit]}, {layers: 1-3, strategies: [ln]}]\n",
-    "strategies-string": "groups: [{layers: 0-1, strategies: lora}]\n",
+    "strategies-number": "groups: [{layers: 0-1, strategies: 5}]\n",  # (a lone `strategies: lora` is accepted)
     "dropout-5": "groups: [{layers: 0-1, strategies: [{lora: {dropout: 5}}]}]\n",
     "groups-mapping": "groups: {layers: 0-1}\n", "binary": b"\x00\x01\x02\x03",
 }
@@ -303,7 +291,7 @@ INFO = {
 for name, fn in INFO.items():
     if fn is not None:
         case(f"eval-design-json[{name}]")(lambda w, s, f=fn: evaluate(w, adapter_copy(w, s, f)))
-case("eval-design-json[groups-not-list]", lead=True)(lambda w, s: evaluate(w, adapter_copy(
+case("eval-design-json[groups-not-list]")(lambda w, s: evaluate(w, adapter_copy(
     w, s, lambda d: edit(d, "design.groups", 3))))
 case("eval-design-json[design-null]")(lambda w, s: evaluate(w, adapter_copy(w, s, lambda d: {**d, "design": None})))
 case("eval-design-json[version-bool]")(lambda w, s: evaluate(w, adapter_copy(w, s, lambda d: {**d, "format_version": True})))

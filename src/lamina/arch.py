@@ -162,6 +162,9 @@ class ModelMap:
     layers: list[Layer]
     stacks: dict[str, int]
     head: list[str] = field(default_factory=list)  # module paths (from the root) of the task head
+    # what the model can hold, for the methods' size checks: the longest sequence its position embeddings
+    # cover (None: no absolute limit, as in T5)
+    positions: int | None = None
 
     @property
     def num_layers(self) -> int:
@@ -254,7 +257,22 @@ def map_model(model: nn.Module) -> ModelMap:
             layers.append(Layer(len(layers), stack, local, f"{hits[0]}.{local}", block))
     if not layers:
         raise DesignError(f"no transformer blocks found in this {family.name} model")
-    return ModelMap(family, layers, stacks, _head_modules(model))
+    return ModelMap(family, layers, stacks, _head_modules(model), max_tokens(model.config))
+
+
+def max_tokens(config) -> int | None:
+    """The longest input the model's position embeddings can hold (None: no absolute limit)."""
+    kind = getattr(config, "model_type", "")
+    if kind in ("t5", "mt5"):
+        return None
+    if kind == "gpt2":
+        return getattr(config, "n_positions", None)
+    if kind == "deberta-v2" and not getattr(config, "position_biased_input", True):
+        return None
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit and kind in ("roberta", "xlm-roberta"):
+        limit -= (getattr(config, "pad_token_id", 1) or 1) + 1  # positions start after the padding index
+    return limit
 
 
 def _head_modules(model: nn.Module) -> list[str]:

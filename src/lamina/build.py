@@ -117,6 +117,9 @@ def describe(group: Group) -> str:
 
 def check(design: Design, mmap: ModelMap) -> None:
     design.check_depth(mmap.num_layers, mmap.stacks if any(g.stack for g in design.groups) else None)
+    if design.prompt is not None and mmap.positions is not None and design.prompt.length >= mmap.positions:
+        raise DesignError(f"prompt.length: {design.prompt.length} prompt tokens leave no room for the input in this "
+                          f"model's {mmap.positions} positions (max_position_embeddings); use at most {mmap.positions - 1}")
     seen: dict[int, int] = {}
     for i, g in enumerate(design.groups):
         for layer in group_layers(g, mmap):

@@ -187,17 +187,9 @@ def check_weights(name: str) -> None:
 
 def max_tokens(config) -> int | None:
     """The longest input the model's position embeddings can hold (None: no absolute limit)."""
-    kind = getattr(config, "model_type", "")
-    if kind in ("t5", "mt5"):
-        return None
-    if kind == "gpt2":
-        return getattr(config, "n_positions", None)
-    if kind == "deberta-v2" and not getattr(config, "position_biased_input", True):
-        return None
-    limit = getattr(config, "max_position_embeddings", None)
-    if limit and kind in ("roberta", "xlm-roberta"):
-        limit -= (getattr(config, "pad_token_id", 1) or 1) + 1  # positions start after the padding index
-    return limit
+    from lamina.arch import max_tokens as positions
+
+    return positions(config)
 
 
 def default_max_length(config, preferred: int = 128) -> int:

@@ -7,6 +7,7 @@ weights, so a saved adapter is rebuilt by the same one builder (`lamina.apply`) 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -26,8 +27,13 @@ def parse_strategy(item, where: str = "strategy") -> Strategy:
     `{"method": name, ...options}`, checked by the registered method's own schema."""
     if isinstance(item, Strategy):
         return item
+    if item is None or item == {}:
+        raise DesignError(f"{where}: empty; give a method name (e.g. lora) or {{lora: {{r: 8}}}}")
     if isinstance(item, str):
         item = {"method": item}
+    elif isinstance(item, dict) and "method" not in item and len(item) > 1:
+        raise DesignError(f"{where}: one strategy per item, found {len(item)} methods ({', '.join(map(str, item))}); "
+                          "write them as separate items of the list")
     elif isinstance(item, dict) and "method" not in item and len(item) == 1:
         (name, options), = item.items()
         if options is not None and not isinstance(options, dict):
@@ -42,7 +48,7 @@ def parse_strategy(item, where: str = "strategy") -> Strategy:
     try:
         return method_named(item["method"]).parse(item)
     except ValidationError as err:
-        raise DesignError(f"{where}.{_first_error(err)}") from None
+        raise DesignError(f"{where}.{plain_error(err)}") from None
 
 
 class Group(_Strict):
@@ -57,9 +63,7 @@ class Group(_Strict):
     @field_validator("strategies", mode="before")
     @classmethod
     def _parse(cls, value):
-        if isinstance(value, (list, tuple)):
-            return tuple(parse_strategy(item, f"strategies[{j}]") for j, item in enumerate(value))
-        return value
+        return tuple(_strategy_list(value, "strategies"))
 
     @model_validator(mode="after")
     def _order(self):
@@ -95,6 +99,8 @@ class Budget(_Strict):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValueError(f"budget target must be a count or a percentage like '0.5%', not {value!r}")
         if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError(f"budget target {value} is not a finite number")
             if not value.is_integer():
                 raise ValueError(f"budget target {value} is not a whole number of parameters (write '{value}%' for a percentage)")
             value = int(value)
@@ -105,6 +111,8 @@ class Budget(_Strict):
                 amount = float(number)
             except ValueError:
                 raise ValueError(f"budget target '{value}' is neither a count nor a percentage") from None
+            if not math.isfinite(amount):
+                raise ValueError(f"budget target '{value}' is not a finite number")
             if amount <= 0:
                 raise ValueError("budget target must be > 0")
             if text.endswith("%") and amount > 100:
@@ -115,8 +123,13 @@ class Budget(_Strict):
         return value
 
     def resolve(self, base_params: int) -> int:
+        """The target in parameters; a count above the base model's own (without its head) is refused: sizes
+        solved to it would allocate more than the whole model before anything else could fail."""
         if isinstance(self.target, str):
             return int(round(base_params * float(self.target[:-1]) / 100.0))
+        if self.target > base_params:
+            raise DesignError(f"budget.target: {self.target:,} parameters is more than the whole model "
+                              f"({base_params:,} without its head); give at most that, or a percentage like '0.5%'")
         return int(self.target)
 
 
@@ -151,7 +164,7 @@ class Design(_Strict):
         try:
             return cls.model_validate(_normalise(data))
         except ValidationError as err:
-            raise DesignError(_first_error(err)) from None
+            raise DesignError(plain_error(err)) from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Design":
@@ -196,24 +209,55 @@ def at_budget(design: Design, target, allocation: str = "uniform") -> Design:
     return design.model_copy(update={"groups": tuple(groups), "budget": budget})
 
 
+# design fields that hold a mapping, and what the message says is accepted there
+_MAPPINGS = {"prompt": "a mapping like {length: 20}", "budget": "a mapping like {target: '0.5%'}"}
+
+
 def _normalise(data: dict) -> dict:
-    """Accept friendly spellings: `layers: "8-11" | [8, 11] | 8 | "all"`, strategies as `{lora: {...}}`."""
+    """Accept friendly spellings: `layers: "8-11" | [8, 11] | 8 | "all"`, strategies as `{lora: {...}}`,
+    and a single strategy instead of a one-item list (`strategies: lora`). Every other shape of the
+    structural fields is refused here, naming the field and what it accepts (pydantic checks the values)."""
     data = dict(data)
+    raw = data.get("groups")
+    if raw is None:
+        raw = []
+    if not isinstance(raw, (list, tuple)):
+        raise DesignError(f"groups: must be a list of groups like [{{layers: 0-3, strategies: [lora]}}], "
+                          f"not {_kind(raw)}")
+    for key, accepted in _MAPPINGS.items():
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise DesignError(f"{key}: must be {accepted}, not {_kind(data[key])}")
     groups = []
-    for i, group in enumerate(data.get("groups") or []):
+    for i, group in enumerate(raw):
         if not isinstance(group, dict):
-            raise DesignError(f"groups[{i}]: must be a mapping with 'layers' and 'strategies'")
+            raise DesignError(f"groups[{i}]: must be a mapping with 'layers' and 'strategies', not {_kind(group)}")
         group = dict(group)
         if "layers" in group:
             group["first"], group["last"] = _parse_layers(group.pop("layers"), f"groups[{i}].layers")
-        items = group.get("strategies") or []
-        if not isinstance(items, (list, tuple)):
-            raise DesignError(f"groups[{i}].strategies: must be a list of strategies")
-        strategies = [parse_strategy(item, f"groups[{i}].strategies[{j}]") for j, item in enumerate(items)]
-        group["strategies"] = strategies
+        group["strategies"] = _strategy_list(group.get("strategies"), f"groups[{i}].strategies")
         groups.append(group)
     data["groups"] = groups
     return data
+
+
+def _strategy_list(items, where: str) -> list:
+    """A group's strategies: a list of them, or one alone (a method name or a `{name: options}` mapping)."""
+    if items is None:
+        items = []
+    elif isinstance(items, (str, dict, Strategy)):
+        items = [items]
+    elif not isinstance(items, (list, tuple)):
+        raise DesignError(f"{where}: must be a list of strategies like [lora, {{adapter: {{bottleneck: 8}}}}], "
+                          f"not {_kind(items)}")
+    return [parse_strategy(item, f"{where}[{j}]") for j, item in enumerate(items)]
+
+
+def _kind(value) -> str:
+    """How a message names a wrong value: its type and, when short, the value."""
+    name = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list",
+            dict: "a mapping", type(None): "null"}.get(type(value), type(value).__name__)
+    text = repr(value)
+    return f"{name} ({text})" if value is not None and len(text) <= 40 else name
 
 
 def _parse_layers(value, field: str) -> tuple[int, int]:
@@ -228,12 +272,22 @@ def _parse_layers(value, field: str) -> tuple[int, int]:
     raise DesignError(f"{field}: '{value}' is not a layer range (use 8, [8, 11] or '8-11', inclusive)")
 
 
-def _first_error(err: ValidationError) -> str:
+_TYPE_TAGS = {"str", "int", "float", "bool", "none", "dict", "list", "tuple"}
+
+
+def plain_error(err: ValidationError) -> str:
+    """The first problem pydantic found, as plain words: `field: what is wrong (got value)`."""
     e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"])
+    # the location, without the tags pydantic adds for a union's members ('str', 'function-after[...]')
+    parts = [p for p in e["loc"] if not (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p or "-" in p))]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")  # groups[0].strategies
     msg = e["msg"].removeprefix("Value error, ")
     if e.get("type") == "extra_forbidden":
         msg = "unknown option"
+    got = e.get("input")
+    shown = isinstance(got, str) and repr(got) in msg  # the message already quotes it
+    if isinstance(got, (bool, int, float, str)) and e.get("type") != "extra_forbidden" and not shown:
+        msg += f" (got {got!r})"
     return f"{loc}: {msg}" if loc else msg
 
 

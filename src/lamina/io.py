@@ -30,7 +30,7 @@ from torch import nn
 from lamina.adapter_checks import check_finite, check_info, check_same_base, check_stored_size
 from lamina.build import AdapterSet, Report
 from lamina.checks import check_weights
-from lamina.design import Design
+from lamina.design import Design, DesignError
 from lamina.errors import LaminaError
 from lamina.inject import CONTAINER, active_adapter, adapters_of, apply, delete_adapter, full_design
 from lamina.methods import METHODS
@@ -200,6 +200,10 @@ def read_info(directory: str | Path) -> dict:
         if key not in info:
             raise LaminaError(f"{design_path}: the field '{key}' is missing")
     check_info(info, design_path)
+    try:  # the design's fields, before any tensor is read (their sizes against the base are checked at load)
+        Design.from_dict(info["design"])
+    except DesignError as err:
+        raise DesignError(f"{design_path}: design.{err}") from None
     return info
 
 

@@ -40,6 +40,10 @@ def load_search_records(inputs: Sequence[str], storage: str | None = None) -> li
             from lamina.search.store import open_storage, redact
 
             url = storage if "://" in storage else f"sqlite:///{Path(storage).expanduser().resolve()}"
+            database = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+            if database is not None and database not in ("", ":memory:") and not Path(database).is_file():
+                raise LaminaError(f"--storage {storage}: no such database file (a report reads an existing search; "
+                                  "opening it would create an empty one)")
             record = build_record(open_storage(url), item, storage_label=redact(url))
             record["source"] = f"{redact(url)} :: {item}"
             record["name"] = item

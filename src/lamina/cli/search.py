@@ -119,6 +119,8 @@ def search_cmd(
         checks.positive(name, value)
     if not 0 <= train_seed < 2**32:
         raise LaminaError(f"--train-seed must be in [0, 2**32), got {train_seed}")
+    if threads is not None and threads < 1:
+        raise LaminaError(f"--threads must be >= 1, got {threads} (leave it out for cores / workers)")
     if prune and eval_steps is None and epochs <= 1 and not spawned:
         typer.echo("warning: --prune without --eval-steps evaluates once per epoch; with one epoch nothing can be "
                    "pruned (the last evaluation never is)", err=True)

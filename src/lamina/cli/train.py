@@ -179,6 +179,14 @@ def _finished(output: Path, resume: bool, as_json: bool) -> bool:
     return True
 
 
+def _at_least_one(*flags) -> None:
+    """Count flags that were given must be >= 1, whatever the task (a generation flag given to a classifier is
+    unused, but a 0 there is still a mistake to point out)."""
+    for flag, value in flags:
+        if value is not None and value < 1:
+            raise LaminaError(f"{flag} must be >= 1, got {value}")
+
+
 @command("eval")
 def eval_cmd(
     adapter: Path = typer.Option(..., "--adapter", "-a", help="adapter folder (design.json + adapter.safetensors)"),
@@ -198,8 +206,7 @@ def eval_cmd(
     _quiet_transformers(bars=False)
     from lamina.evaluate import evaluate_adapter
 
-    if limit is not None and limit < 1:
-        raise LaminaError(f"--limit must be >= 1, got {limit}")
+    _at_least_one(("--limit", limit), ("--max-new-tokens", max_new_tokens), ("--num-beams", num_beams))
     if dev_file is not None:
         if data_dir is not None:
             raise LaminaError("give --data-dir or --dev-file, not both")
@@ -238,6 +245,7 @@ def predict_cmd(
     from lamina.evaluate import predict_file
     from lamina.outputs import check_output_file
 
+    _at_least_one(("--max-length", max_length), ("--max-new-tokens", max_new_tokens), ("--num-beams", num_beams))
     if output is not None:
         check_output_file(output, inputs=(input_path, adapter, model), overwrite=overwrite)
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, StrictBool, StrictInt, model_validator
+from pydantic import Field, StrictBool, StrictInt, field_validator, model_validator
 from torch import nn
 
 from lamina.arch import Layer
-from lamina.methods.base import BuildContext, Gate, Method, Stage, Strategy, first_tensor, layer_dtype
+from lamina.methods.base import BuildContext, Gate, Method, Real, Stage, Strategy, first_tensor, layer_dtype
 
 
 class Adapter(Strategy):
@@ -19,19 +19,22 @@ class Adapter(Strategy):
 
     method: Literal["adapter"] = "adapter"
     bottleneck: StrictInt | None = Field(None, description="bottleneck width; or give reduction_factor")
-    reduction_factor: float | None = None
+    reduction_factor: Real | None = Field(None, description="bottleneck = hidden / reduction_factor")
     placement: Literal["pfeiffer", "houlsby", "parallel"] = "pfeiffer"
     activation: Literal["relu", "gelu", "tanh", "swish"] = "relu"
     gated: StrictBool = False
+
+    @field_validator("bottleneck", "reduction_factor")
+    @classmethod
+    def _positive(cls, value, info):
+        if value is not None and value <= 0:
+            raise ValueError(f"{info.field_name} must be > 0")
+        return value
 
     @model_validator(mode="after")
     def _size(self):
         if self.bottleneck is not None and self.reduction_factor is not None:
             raise ValueError("give either bottleneck or reduction_factor, not both")
-        if self.bottleneck is not None and self.bottleneck <= 0:
-            raise ValueError("bottleneck must be > 0")
-        if self.reduction_factor is not None and self.reduction_factor <= 0:
-            raise ValueError("reduction_factor must be > 0")
         return self
 
     def width(self, hidden: int) -> int | None:
@@ -77,7 +80,7 @@ class AdapterMethod(Method):
         return ("bottleneck", "reduction_factor")
 
     def size(self, strategy: Adapter):
-        return strategy.bottleneck or strategy.reduction_factor
+        return strategy.bottleneck if strategy.bottleneck is not None else strategy.reduction_factor
 
     def resized(self, strategy: Adapter, size: int | None) -> Adapter:
         return strategy.model_copy(update={"bottleneck": size, "reduction_factor": None})

@@ -15,21 +15,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, ClassVar, Iterator
+from typing import Annotated, Any, ClassVar, Iterator
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Strict
 from torch import nn
 
 from lamina.arch import Layer, ModelMap, Site, in_out
 from lamina.errors import DesignError
 
 
-class Strategy(BaseModel):
-    """Base of every method's schema: strict (unknown keys fail), frozen, `method` names the method."""
+# A number option of a strategy schema: an int or a float, never a bool or a string (strict), and finite
+# (every schema refuses nan/inf through `allow_inf_nan=False` below).
+Real = Annotated[float, Strict()]
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class Strategy(BaseModel):
+    """Base of every method's schema: strict (unknown keys fail), frozen, finite numbers only, `method` names
+    the method. Number options use `Real` (or StrictInt), so a bool or a string is never read as a number."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     method: str
+
+
+def unique_names(value: tuple[str, ...], what: str = "target") -> tuple[str, ...]:
+    """A `targets`-like tuple: at least one name, each once (the duplicate is named)."""
+    if not value:
+        raise ValueError(f"must name at least one {what}")
+    seen = set()
+    for name in value:
+        if name in seen:
+            raise ValueError(f"{what} '{name}' is listed twice; list each {what} once")
+        seen.add(name)
+    return value
 
 
 class Stage(IntEnum):
@@ -84,6 +102,13 @@ class Method:
         for t in getattr(strategy, "targets", ()):
             if t not in known:
                 raise DesignError(f"{where}.targets: unknown target '{t}' (this model has: {', '.join(sorted(known))})")
+
+    @staticmethod
+    def check_bound(value: int | None, limit: int | None, field: str, what: str) -> None:
+        """A size option must fit what the model can hold: `value` <= `limit` (`what` names the limit, e.g.
+        "this model's 512 positions (max_position_embeddings)"); None on either side: nothing to check."""
+        if value is not None and limit is not None and value > limit:
+            raise DesignError(f"{field}: {value} is more than {what}; use at most {limit}")
 
     # --- build, attach, merge --------------------------------------------------------------------
     def build(self, strategy: Strategy, layers: list[Layer], ctx: "BuildContext") -> nn.Module:

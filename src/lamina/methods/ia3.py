@@ -15,7 +15,7 @@ from torch import nn
 
 from lamina.arch import Layer, in_out
 from lamina.errors import DesignError, LaminaError
-from lamina.methods.base import BuildContext, Method, Stage, Strategy, fold_scale, layer_dtype
+from lamina.methods.base import BuildContext, Method, Stage, Strategy, fold_scale, layer_dtype, unique_names
 from lamina.methods.peft_codec import PeftCodec, PeftModule, lamina_targets, tensor
 
 FFN = "ffn"  # the FFN's inner activation (= the input of ffn_out)
@@ -29,10 +29,8 @@ class IA3(Strategy):
 
     @field_validator("targets")
     @classmethod
-    def _non_empty(cls, value):
-        if not value or len(set(value)) != len(value):
-            raise ValueError("targets must name at least one activation, each once")
-        return value
+    def _targets(cls, value):
+        return unique_names(value, "activation")
 
 
 def scaled_sites(strategy: IA3, layer: Layer, ctx: BuildContext):

@@ -19,7 +19,8 @@ from torch import nn
 from lamina.arch import Layer, in_out
 from lamina.errors import DesignError, LaminaError
 from lamina.methods.peft_codec import PeftCodec, PeftModule, compact_targets, lamina_targets, patterns, peft_matchers, tensor
-from lamina.methods.base import BuildContext, Gate, Method, Stage, Strategy, add_to_slice, fold, fold_scale, layer_dtype
+from lamina.methods.base import (BuildContext, Gate, Method, Real, Stage, Strategy, add_to_slice, fold, fold_scale, layer_dtype,
+                                 unique_names)
 
 
 class LoRA(Strategy):
@@ -27,8 +28,8 @@ class LoRA(Strategy):
 
     method: Literal["lora"] = "lora"
     r: StrictInt | None = Field(8, description="rank; None = sized by the budget solver")
-    alpha: float | None = Field(None, description="scaling numerator; default 2·r")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    alpha: Real | None = Field(None, gt=0, description="scaling numerator (> 0); default 2·r")
+    dropout: Real = Field(0.0, ge=0.0, lt=1.0)
     targets: tuple[str, ...] = ("q", "v")
     gated: StrictBool = False
     rslora: StrictBool = Field(False, description="rank-stabilised scaling alpha/sqrt(r) instead of alpha/r")
@@ -43,10 +44,8 @@ class LoRA(Strategy):
 
     @field_validator("targets")
     @classmethod
-    def _non_empty(cls, value):
-        if not value:
-            raise ValueError("targets must name at least one projection")
-        return value
+    def _targets(cls, value):
+        return unique_names(value, "projection")
 
     @model_validator(mode="after")
     def _combinations(self):

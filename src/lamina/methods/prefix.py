@@ -91,6 +91,12 @@ class PrefixMethod(Method):
     size_field, letter = "length", "P"
     in_default_space = True
 
+    def check(self, strategy: Prefix, mmap, where: str) -> None:
+        """The prefix may not be longer than the sequences the model's positions can hold (a typo such as
+        length=100000 would otherwise allocate layers x 2 x 100000 x width before anything fails)."""
+        self.check_bound(strategy.length, mmap.positions, f"{where}.length",
+                         f"this model's {mmap.positions} positions (max_position_embeddings)")
+
     def stored_strategy(self, strategy: Prefix) -> Prefix:
         return strategy.model_copy(update={"mlp": None}) if strategy.mlp else strategy
 

@@ -37,6 +37,9 @@ def parse_methods(value) -> tuple[str, ...]:
     unknown = [m for m in names if m not in CANDIDATES]
     if unknown:
         raise DesignError(f"methods: unknown method '{unknown[0]}' (known: {', '.join(CANDIDATES)})")
+    twice = [m for i, m in enumerate(names) if m in names[:i]]
+    if twice:
+        raise DesignError(f"methods: '{twice[0]}' is listed twice; list each method once")
     return tuple(m for m in CANDIDATES if m in names)
 
 
