@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import Field, StrictBool, StrictInt, field_validator, model_validator
 from torch import nn
 
 from lamina.arch import Layer
-from lamina.methods.base import BuildContext, Gate, Method, Real, Stage, Strategy, first_tensor, layer_dtype
+from lamina.methods.base import BuildContext, Gate, Method, Real, Stage, Strategy, add_product, first_tensor, layer_dtype
 
 
 class Adapter(Strategy):
@@ -62,6 +63,24 @@ class Bottleneck(nn.Module):
     def forward(self, h):
         out = self.up(self.act(self.down(h)))
         return out * self.gate(h) if self.gate is not None else out
+
+    def add_to(self, out: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """out + self(h), with the gate g applied to the bottleneck activations and the up projection's
+        bias folded into one product that also does the addition:
+        out + g·(z·Uᵀ + b) = out + [g·z, g]·[U, b]ᵀ (one addmm; no full-width temporaries)."""
+        if (out.shape[:-1] != h.shape[:-1] or not out.dtype == h.dtype == self.up.weight.dtype
+                or torch.is_autocast_enabled(out.device.type)):
+            return out + self(h)
+        z = self.act(self.down(h))
+        if self.gate is None:
+            column = torch.ones((*z.shape[:-1], 1), dtype=z.dtype, device=z.device)
+        else:
+            g = self.gate(h)
+            z = z * g
+            column = g.expand(*z.shape[:-1], 1)
+        weight = torch.cat([self.up.weight, self.up.bias.unsqueeze(1)], dim=1)  # [hidden, width + 1]
+        z = torch.cat([z, column], dim=-1)
+        return add_product(out, z, weight.t())
 
 
 def placements(strategy: Adapter) -> tuple[str, ...]:
@@ -129,6 +148,6 @@ def _add(bottleneck: Bottleneck, parallel: bool, runtime, name: str):
         if not runtime.is_active(name):
             return out
         source = bottleneck.__dict__.pop("_ffn_input") if parallel else out
-        return out + bottleneck(source)
+        return bottleneck.add_to(out, source)
 
     return forward_hook

@@ -13,6 +13,7 @@ sit on one model, and disabling them gives the base model's outputs back exactly
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Annotated, Any, ClassVar, Iterator
@@ -165,15 +166,29 @@ class Runtime:
     step: int = 0  # forward counter, for per-forward caches (prefix MLP)
     collect_gates: bool = False
     before: dict[str, list] = field(default_factory=dict)  # adapter name -> callables run at each model entry
+    attention_gates: dict[tuple, list] = field(default_factory=dict)  # (adapter, stack, layer) -> gates reading the attention input
+    outer: int | None = None  # the saved-tensor hooks in force at the model's entry (see Gate)
+    _mean_weights: tuple | None = field(default=None, repr=False)  # (mask ref, dtype, weights) for masked means
 
     def enter(self, mask) -> None:
         """The model's forward begins: count it, remember the mask, run the active adapters' per-forward
         work (outside any gradient-checkpointed block)."""
         self.step += 1
         self.mask = mask
+        self.outer = _saved_tensors_context()
         for name in self.active:
             for fn in self.before.get(name, ()):
                 fn()
+
+    def mean_weights(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """[B, 1, T]: the mask over its row count, so a batched product gives masked means; made once per
+        mask (every gate of a forward shares it)."""
+        cached = self._mean_weights
+        key = (dtype, mask._version, mask.device)
+        if cached is None or cached[0]() is not mask or cached[1] != key:
+            m = mask.to(dtype).unsqueeze(1)
+            cached = self._mean_weights = (weakref.ref(mask), key, m / m.sum(-1, keepdim=True).clamp_min(1.0))
+        return cached[2]
 
     def is_active(self, name: str) -> bool:
         return name in self.active
@@ -206,6 +221,16 @@ class BuildContext:
         entries.append(fn)
         self.runtime.handles.setdefault(self.name, []).append(_Removal(entries, fn))
 
+    def share_gate(self, layer: Layer, gate: "Gate") -> None:
+        """Register a gate that reads the layer's attention input (UniPELT's prefix and LoRA gates): the
+        gates registered for one layer and adapter are evaluated together (see `Gate`)."""
+        key = (self.name, layer.stack, layer.index)
+        entries = self.runtime.attention_gates.setdefault(key, [])
+        for other in entries:
+            gate.share(other)
+        entries.append(gate)
+        self.runtime.handles.setdefault(self.name, []).append(_Removal(entries, gate))
+
     def hook(self, module: nn.Module, fn, *, pre: bool = False, with_kwargs: bool = False):
         handle = (
             module.register_forward_pre_hook(fn, with_kwargs=with_kwargs)
@@ -236,13 +261,32 @@ def add_to_slice(out: torch.Tensor, delta: torch.Tensor, site: Site) -> torch.Te
     return out + nn.functional.pad(delta, (sl.start, width - sl.stop))
 
 
+def add_product(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """out + a @ b (a: [..., k], b: [k, width]) as one addmm, so the product's full-width result is never
+    a temporary of its own. Without autograd recording, `out` (a projection's fresh output, handed to a
+    hook) is updated in place, which also saves addmm's copy of it."""
+    flat, rows = out.reshape(-1, out.shape[-1]), a.reshape(-1, a.shape[-1])
+    result = flat.addmm_(rows, b) if not torch.is_grad_enabled() else torch.addmm(flat, rows, b)
+    return result.view(out.shape)
+
+
 class Gate(nn.Module):
     """UniPELT gate: sigmoid(Linear(hidden, 1)(x)), averaged over the (unpadded) sequence -> one scalar
     per example. Keeps the last values and, while collecting, a running sum for reports.
 
     `causal` (gates in a decoder stack, set at attach): one value per token instead, so a position never
     reads later ones (the sequence mean would leak the future into a language-model loss, and generation
-    with the key/value cache, which sees one new token at a time, would disagree with generation without)."""
+    with the key/value cache, which sees one new token at a time, would disagree with generation without).
+
+    Shared work (a gate attached to a runtime): a value is remembered for the input tensor it was computed
+    from, within one forward pass (LoRA's gate serves q and v from one evaluation), and the gates of one
+    layer that may read the same hidden states (`peers`, joined with `share`: UniPELT's prefix and LoRA
+    gates) are evaluated by one projection, their masked means by one batched product; a peer whose input
+    turns out to be another tensor (a pre-LN block) computes its own. Which gates a pass evaluates together
+    does not depend on what earlier passes saw. Gradient checkpointing: a value remembered inside a
+    checkpointed block is not reused by the block's recomputation (which must save what the original
+    saved: it runs under other saved-tensor hooks), one remembered outside any block (the prefix gate's
+    block pre-hook runs outside the checkpoint) is, as it was in the original forward."""
 
     def __init__(self, hidden: int):
         super().__init__()
@@ -254,24 +298,58 @@ class Gate(nn.Module):
         self.last: torch.Tensor | None = None
         self.total = 0.0
         self.count = 0
+        self.__dict__["peers"] = []  # plain list: not submodules (no state-dict keys, no double counting)
+        self.__dict__["_memo"] = {}  # saved-tensor hooks context -> (input ref, pass key, value)
+
+    def share(self, other: "Gate") -> None:
+        """Evaluate `other` with this gate when they read the same input (both ways)."""
+        if other is not self and other not in self.peers:
+            self.peers.append(other)
+            other.peers.append(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scores = torch.sigmoid(self.proj(x))  # [B, T, 1]
-        mask = self.runtime.mask if self.runtime is not None else None
-        if self.causal and x.dim() == 3:
-            gate = scores  # per token
-        elif x.dim() == 3 and mask is not None and tuple(mask.shape) == tuple(x.shape[:2]):
-            m = mask.to(scores.dtype).unsqueeze(-1)
-            gate = (scores * m).sum(1) / m.sum(1).clamp_min(1.0)
+        runtime = self.runtime
+        if runtime is None:
+            gate = _gate_values([self], x, None, self.causal)[0]
         else:
-            gate = scores.mean(dim=tuple(range(1, scores.dim() - 1))) if scores.dim() > 2 else scores
-        if gate is not scores:
-            gate = gate.reshape(x.shape[0], *([1] * (x.dim() - 1)))  # broadcast over [B, T, H]
+            where = _saved_tensors_context()
+            contexts = (where, runtime.outer)
+            gate = self._remembered(x, runtime, contexts)
+            if gate is None:
+                group = [self] + [p for p in self.peers if p.causal == self.causal and p.runtime is runtime
+                                  and not p._entries(runtime, contexts)]
+                ref = (weakref.ref(x), x._version)  # an input changed in place since is another input
+                for g, value in zip(group, _gate_values(group, x, runtime, self.causal)):
+                    now = g._pass(runtime)
+                    memo = {k: v for k, v in g.__dict__["_memo"].items() if v[1] == now}  # this forward's only
+                    memo[where] = (ref, now, value)
+                    g.__dict__["_memo"] = memo
+                gate = self.__dict__["_memo"][where][2]
         self.last = gate.detach().flatten()
-        if self.runtime is not None and self.runtime.collect_gates:
+        if runtime is not None and runtime.collect_gates:
             self.total += float(self.last.sum())
             self.count += self.last.numel()
         return gate
+
+    def _entries(self, runtime: Runtime, contexts):
+        """This forward's remembered (input ref, pass, value) entries in `contexts` (saved-tensor hooks: the
+        current ones, then those at the model's entry)."""
+        now = self._pass(runtime)
+        memo = self.__dict__["_memo"]
+        return [memo[w] for w in contexts if w in memo and memo[w][1] == now]
+
+    def _remembered(self, x: torch.Tensor, runtime: Runtime, contexts) -> torch.Tensor | None:
+        return next((value for (ref, version), _, value in self._entries(runtime, contexts) if ref() is x and x._version == version), None)
+
+    def _pass(self, runtime: Runtime) -> tuple:
+        """What a remembered value is valid for besides its input and context: this forward (and its mask),
+        the grad mode, these weights."""
+        return (runtime.step, id(runtime.mask), torch.is_grad_enabled(), self.proj.weight._version, self.proj.bias._version)
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state["_memo"] = {}  # a copy does not inherit a forward's values (nor their autograd graph)
+        return state
 
     def value(self) -> float | None:
         if self.count:
@@ -280,6 +358,35 @@ class Gate(nn.Module):
 
     def reset(self) -> None:
         self.total, self.count, self.last = 0.0, 0, None
+
+
+def _saved_tensors_context() -> int | None:
+    """Identifies the saved-tensor hooks in force (a checkpointed block's forward and its recomputation
+    each run under their own)."""
+    top = torch._C._autograd._top_saved_tensors_default_hooks(False)
+    return id(top[0]) if top else None
+
+
+def _gate_values(gates: list[Gate], x: torch.Tensor, runtime: Runtime | None, causal: bool) -> list[torch.Tensor]:
+    """Each gate's value on `x`, from one projection: [B, 1, ..., 1] per example (masked mean over the
+    sequence), or [B, T, 1] per token (causal)."""
+    if len(gates) == 1:
+        weight, bias = gates[0].proj.weight, gates[0].proj.bias
+    else:
+        weight = torch.cat([g.proj.weight for g in gates])
+        bias = torch.cat([g.proj.bias for g in gates])
+    scores = torch.sigmoid(nn.functional.linear(x, weight, bias))  # [B, T, k]
+    if causal and x.dim() == 3:
+        return list(scores.split(1, dim=-1))  # per token
+    mask = runtime.mask if runtime is not None else None
+    if x.dim() == 3 and mask is not None and tuple(mask.shape) == tuple(x.shape[:2]):
+        gate = torch.bmm(runtime.mean_weights(mask, scores.dtype), scores)  # [B, 1, k]: masked means, no [B, T, k] temporary
+    elif scores.dim() > 2:
+        gate = scores.mean(dim=tuple(range(1, scores.dim() - 1)))
+    else:
+        return list(scores.split(1, dim=-1))
+    shape = (x.shape[0], *([1] * (x.dim() - 1)))  # broadcast over [B, T, H]
+    return [column.reshape(shape) for column in gate.reshape(x.shape[0], -1).split(1, dim=-1)]
 
 
 def layer_dtype(layer: Layer) -> torch.dtype:

@@ -19,8 +19,8 @@ from torch import nn
 from lamina.arch import Layer, in_out
 from lamina.errors import DesignError, LaminaError
 from lamina.methods.peft_codec import PeftCodec, PeftModule, compact_targets, lamina_targets, patterns, peft_matchers, tensor
-from lamina.methods.base import (BuildContext, Gate, Method, Real, Stage, Strategy, add_to_slice, fold, fold_scale, layer_dtype,
-                                 unique_names)
+from lamina.methods.base import (BuildContext, Gate, Method, Real, Stage, Strategy, add_product, add_to_slice, fold, fold_scale,
+                                 layer_dtype, unique_names)
 
 
 class LoRA(Strategy):
@@ -139,6 +139,8 @@ class LoRAMethod(Method):
             if gate is not None:
                 gate.runtime = ctx.runtime
                 gate.causal = layer.stack == "decoder"
+                if set(strategy.targets) & {"q", "k", "v"}:  # reads the attention input, as a gated prefix does
+                    ctx.share_gate(layer, gate)
             for target in strategy.targets:
                 for site in ctx.mmap.sites(layer, target):
                     proj = ctx.projection(layer, site)
@@ -183,12 +185,15 @@ class LoRAMethod(Method):
 
 def _hook(delta: LoRADelta, gate: Gate | None, proj: nn.Module, site, strategy: LoRA, ctx: BuildContext, owner: nn.Module):
     runtime, name, scaling = ctx.runtime, ctx.name, strategy.scaling
+    fused = gate is not None and site.parts == 1  # plain LoRA keeps PEFT's order of operations (bit-equal logits)
 
     def forward_hook(_module, args, out):
-        if getattr(owner, "merged", False) or not runtime.is_active(name):
+        if owner.__dict__.get("merged", False) or not runtime.is_active(name):
             return out
         x = args[0]
         scale = gate(x) if gate is not None else scaling
+        if fused:
+            return add_low_rank(out, delta, x, scale)
         update = delta(x) * scale
         if strategy.dora:
             view, conv1d = weight_view(proj, site)
@@ -200,6 +205,17 @@ def _hook(delta: LoRADelta, gate: Gate | None, proj: nn.Module, site, strategy: 
         return add_to_slice(out, update, site)
 
     return forward_hook
+
+
+def add_low_rank(out: torch.Tensor, delta: LoRADelta, x: torch.Tensor, scale) -> torch.Tensor:
+    """out + s·B·A·x with the scale (a number, or a gate's [B, 1, 1] / [B, T, 1] values) applied to the
+    rank-r activations and the addition done by the second product itself (one addmm: no full-width
+    temporaries for the update, its scaling, or the sum)."""
+    low = delta.dropout(x) @ delta.A.t()  # [..., r]
+    low = low * scale
+    if out.dim() < 2 or out.shape[:-1] != low.shape[:-1] or out.dtype != low.dtype or torch.is_autocast_enabled(out.device.type):
+        return out + low @ delta.B.t()
+    return add_product(out, low, delta.B.t())
 
 
 # --- PEFT format: peft_type LORA ---------------------------------------------------------------------

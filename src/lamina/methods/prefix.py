@@ -146,6 +146,8 @@ class PrefixMethod(Method):
             if gate is not None:
                 gate.runtime = ctx.runtime
                 causal = layer.stack == "decoder"
+                if not causal:  # reads the block input, which a gated LoRA on q/v reads too (post-LN blocks)
+                    ctx.share_gate(layer, gate)
 
                 def block_pre_hook(_block, args, kwargs, gate=gate, causal=causal, local=layer.local_index):
                     if ctx.runtime.is_active(ctx.name):
