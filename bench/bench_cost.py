@@ -2,7 +2,14 @@
 """Cost benchmark: train-step time, peak memory and inference latency of lamina designs, side by side
 with full fine-tuning and HF `peft` LoRA, on one CPU process.
 
-    .venv/bin/python bench/bench_cost.py --model bert-base --json out.json --markdown out.md
+    .venv/bin/python bench/bench_cost.py --model bert-base --threads 2 --rounds 3 --json out.json --markdown out.md
+    .venv/bin/python bench/bench_cost.py --model bert-base --quick      # a check that it runs (no figures)
+
+Needs torch, transformers and lamina; peft is optional (its rows are left out without it); AdapterHub
+`adapters` runs in its own environment (`--adapters-python`, bench/bench_cost_adapters.py). The headline
+is the table of ratios measured side by side in one run (issue 15): UniPELT (and UniPELT + prompt)
+unmerged latency / base, their train step / lamina LoRA's, LoRA step / PEFT's, SPAFIT step / full
+fine-tuning's, merged latency / base.
 
 Method (also written into the outputs):
 
@@ -60,6 +67,7 @@ CORE = {
     "peft-lora": ("peft", None),
     "lamina-spafit": ("lamina", "spafit:n1={n1},n2={n2}"),
     "lamina-unipelt": ("lamina", "unipelt"),
+    "lamina-unipelt-prompt": ("lamina", "unipelt-prompt"),
 }
 EXTRA = {
     "lamina-bitfit": ("lamina", "bitfit"),
@@ -69,7 +77,6 @@ EXTRA = {
     "lamina-prefix": ("lamina", "prefix"),
     "lamina-prompt": ("lamina", "prompt"),
     "lamina-ln": ("lamina", "ln"),
-    "lamina-unipelt-prompt": ("lamina", "unipelt-prompt"),
     "lamina-s4": ("lamina", "s4"),
 }
 REFERENCE = {
@@ -82,7 +89,7 @@ DESIGN_LABELS = {
     "peft-lora": "peft LoraConfig(r=8, alpha=16, query+value, SEQ_CLS)",
     "peft-lora-pooler": "peft LoraConfig(... SEQ_CLS, modules_to_save=classifier+pooler)",
 }
-LATENCY = ("base", "lamina-lora-merged", "lamina-lora-unmerged", "lamina-unipelt", "lamina-spafit-merged")
+LATENCY = ("base", "lamina-lora-merged", "lamina-lora-unmerged", "lamina-unipelt", "lamina-unipelt-prompt", "lamina-spafit-merged")
 # --all-presets: every other preset unmerged, and merged where some of it folds into the weights
 # (BitFit, LayerNorm tuning; S4's LoRA + BitFit parts: its adapters and prefix stay hooks)
 MERGEABLE_EXTRA = ("lamina-bitfit", "lamina-ln", "lamina-s4")
@@ -90,11 +97,14 @@ LATENCY_EXTRA = (("lamina-spafit-unmerged",) + tuple(f"{n}-unmerged" for n in EX
                  + tuple(f"{n}-merged" for n in MERGEABLE_EXTRA))
 LATENCY_ALL = LATENCY + ("peft-lora-unmerged",) + LATENCY_EXTRA
 
-TARGETS = {
+TARGETS = {  # issue 15's goals
     "lora_vs_peft": 1.0,  # lamina LoRA step / PEFT LoRA step <= 1.0
-    "spafit_vs_full": 0.7,  # SPAFIT step / full FT step <= 0.7
+    "spafit_vs_full": 0.65,  # SPAFIT step / full FT step <= 0.65
     "merged_latency_tol": 0.03,  # merged latency / base within 1 +- 0.03
+    "unipelt_latency": 1.10,  # UniPELT unmerged latency / base <= 1.10
+    "unipelt_vs_lora": 1.05,  # UniPELT step / lamina LoRA step <= 1.05
 }
+QUICK = dict(batch=4, length=32, warmup=1, steps=1, rounds=1, latency_iters=1, latency_rounds=1, memory="off")
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -302,6 +312,12 @@ def bench_train(base, names: list[str], batch: dict, args) -> dict:
                 ratios = [paired(a, b, which) for a, b in zip(times["lamina-lora"], times[peft_name])]
                 summary["lamina-lora"][f"{prefix}{key}"] = statistics.median(ratios)
                 summary["lamina-lora"][f"{prefix}{key}_rounds"] = ratios
+    for name in ("lamina-unipelt", "lamina-unipelt-prompt"):
+        if name in summary and "lamina-lora" in summary:
+            for prefix, which in (("", 0), ("cpu_", 1)):
+                ratios = [paired(a, b, which) for a, b in zip(times[name], times["lamina-lora"])]
+                summary[name][f"{prefix}ratio_lora"] = statistics.median(ratios)
+                summary[name][f"{prefix}ratio_lora_rounds"] = ratios
     for name in names:
         summary[name]["layers_in_graph"] = graph[name]
         summary[name]["trainable"] = setups[name][2]
@@ -523,6 +539,34 @@ def describe_memory(r: dict) -> str:
     return text
 
 
+# ---------------------------------------------------------------------------------- AdapterHub reference
+
+
+def reference_adapters(args, results: dict) -> dict:
+    """Run bench/bench_cost_adapters.py with another environment's python (AdapterHub `adapters` needs its
+    own transformers): the same model config, batch, loop and thread count; its UniPELT step and latency,
+    and lamina's UniPELT over them (lamina's figures from this run; separate processes, not interleaved)."""
+    script = Path(__file__).resolve().with_name("bench_cost_adapters.py")
+    command = [str(args.adapters_python), str(script), "--model", args.model, "--batch", str(args.batch), "--length",
+               str(args.length), "--threads", str(args.threads), "--warmup", str(args.warmup),
+               "--steps", str(args.steps * args.rounds), "--latency-iters", str(args.latency_iters * args.latency_rounds),
+               "--seed", str(args.seed)]
+    print("[adapters] " + " ".join(command), flush=True)
+    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if proc.returncode != 0:
+        print(f"[adapters] failed:\n{proc.stderr[-2000:]}", flush=True)
+        return {"error": proc.stderr[-2000:]}
+    ref = json.loads(proc.stdout.strip().splitlines()[-1])
+    ours = results["train"].get("lamina-unipelt")
+    if ours:
+        ref["unipelt_step_vs_adapters"] = ours["median_s"] / ref["step_s"]
+    lat = results.get("latency", {}).get("configs", {}).get("lamina-unipelt")
+    if lat:
+        ref["unipelt_latency_vs_adapters"] = lat["median_s"] / ref["latency_s"]
+    print(f"[adapters] UniPELT step {ref['step_s']:.3f} s, latency {ref['latency_s'] * 1e3:.1f} ms", flush=True)
+    return ref
+
+
 # --------------------------------------------------------------------------------------------- report
 
 
@@ -539,20 +583,70 @@ def evaluate_targets(results: dict) -> list[dict]:
     if "ratio_peft" in train.get("lamina-lora", {}):
         add("lamina LoRA train step <= 1.00x PEFT LoRA", train["lamina-lora"], "ratio_peft", lambda v: v <= TARGETS["lora_vs_peft"])
     if "ratio_full" in train.get("lamina-spafit", {}):
-        add("SPAFIT train step <= 0.70x full fine-tuning", train["lamina-spafit"], "ratio_full", lambda v: v <= TARGETS["spafit_vs_full"])
+        add(f"SPAFIT train step <= {TARGETS['spafit_vs_full']:.2f}x full fine-tuning", train["lamina-spafit"], "ratio_full",
+            lambda v: v <= TARGETS["spafit_vs_full"])
+    if "ratio_lora" in train.get("lamina-unipelt", {}):
+        add(f"UniPELT train step <= {TARGETS['unipelt_vs_lora']:.2f}x lamina LoRA's", train["lamina-unipelt"], "ratio_lora",
+            lambda v: v <= TARGETS["unipelt_vs_lora"])
     lat = results.get("latency", {}).get("configs", {})
+    if "lamina-unipelt" in lat:
+        add(f"UniPELT unmerged latency <= {TARGETS['unipelt_latency']:.2f}x base", lat["lamina-unipelt"], "ratio_base",
+            lambda v: v <= TARGETS["unipelt_latency"])
     for name, label in (("lamina-lora-merged", "LoRA"), ("lamina-spafit-merged", "SPAFIT")):
         if name in lat:
             add(f"merged {label} latency = 1.00 +- {tol:.2f}x base", lat[name], "ratio_base", lambda v: abs(v - 1.0) <= tol)
     return out
 
 
+# (label, section, configuration, key): the ratios issue 15 reads, each measured side by side in this run
+RATIOS = (
+    ("UniPELT unmerged latency / base", "latency", "lamina-unipelt", "ratio_base"),
+    ("UniPELT + prompt unmerged latency / base", "latency", "lamina-unipelt-prompt", "ratio_base"),
+    ("UniPELT train step / lamina LoRA step", "train", "lamina-unipelt", "ratio_lora"),
+    ("UniPELT + prompt train step / lamina LoRA step", "train", "lamina-unipelt-prompt", "ratio_lora"),
+    ("UniPELT train step / full FT step", "train", "lamina-unipelt", "ratio_full"),
+    ("lamina LoRA step / PEFT LoRA step", "train", "lamina-lora", "ratio_peft"),
+    ("SPAFIT step / full FT step", "train", "lamina-spafit", "ratio_full"),
+    ("merged LoRA latency / base", "latency", "lamina-lora-merged", "ratio_base"),
+    ("merged SPAFIT latency / base", "latency", "lamina-spafit-merged", "ratio_base"),
+)
+
+
+def side_by_side(results: dict) -> list[dict]:
+    """The headline ratios (median over rounds of the paired per-round ratio; CPU-time ratio beside it)."""
+    rows = []
+    for label, section, name, key in RATIOS:
+        table = results.get(section, {})
+        row = (table.get("configs", table) if section == "latency" else table).get(name, {})
+        if key in row:
+            rows.append({"ratio": label, "value": row[key], "rounds": row[f"{key}_rounds"], "cpu_value": row[f"cpu_{key}"]})
+    return rows
+
+
 def _spread(values: list[float]) -> str:
     return f"{min(values):.2f}-{max(values):.2f}" if len(values) > 1 else "-"
 
 
+def ratio_table(results: dict) -> list[str]:
+    lines = ["### Ratios measured side by side in this run (median of per-round paired ratios)", "",
+             "| ratio | wall | per-round range | CPU time |", "|---|---:|---:|---:|"]
+    for r in results.get("ratios", []):
+        lines.append(f"| {r['ratio']} | {r['value']:.3f} | {_spread(r['rounds'])} | {r['cpu_value']:.3f} |")
+    ref = results.get("reference_adapters")
+    if ref and "error" in ref:
+        lines += ["", "AdapterHub `adapters` reference: failed (see the JSON's reference_adapters.error)."]
+    elif ref:
+        lines += ["", f"AdapterHub `adapters` {ref.get('adapters', '?')} UniPELT (separate process, same model config, batch and "
+                  f"loop; not interleaved, so compare with care): train step {ref['step_s']:.3f} s, latency {ref['latency_s'] * 1e3:.1f} ms."]
+        for key, label in (("unipelt_step_vs_adapters", "lamina UniPELT step / adapters UniPELT step"),
+                           ("unipelt_latency_vs_adapters", "lamina UniPELT latency / adapters UniPELT latency")):
+            if key in ref:
+                lines.append(f"{label}: {ref[key]:.3f}.")
+    return lines
+
+
 def tables(results: dict) -> str:
-    lines = []
+    lines = ratio_table(results) + [""]
     train = results["train"]
     lines += ["### Train step (forward + backward + AdamW step)", "",
               "| configuration | design | trainable params | blocks in autograd graph | median step (s) | forward / backward / AdamW (s) | x full FT | rounds (min-max) | CPU-time x full FT | x PEFT LoRA (wall / CPU) |",
@@ -642,8 +736,15 @@ METHOD_NOTE = """### Method
   so merging is a real weight change; UniPELT cannot merge (gates depend on the input) and runs unmerged."""
 
 
+def have_peft() -> bool:
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def meta(args, argv: list[str]) -> dict:
-    import peft
     import transformers
 
     cpu = platform.processor() or ""
@@ -657,7 +758,7 @@ def meta(args, argv: list[str]) -> dict:
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
-        "peft": peft.__version__,
+        "peft": __import__("peft").__version__ if have_peft() else None,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
@@ -688,7 +789,7 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--length", type=int, default=128)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch.set_num_threads (default: all cores)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up train steps per configuration (at least 1 is run)")
-    p.add_argument("--steps", type=int, default=2, help="timed train steps per configuration per round")
+    p.add_argument("--steps", type=int, default=1, help="timed train steps per configuration per round")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     p.add_argument("--latency-iters", type=int, default=2, help="forwards per configuration per latency round")
     p.add_argument("--latency-rounds", type=int, default=None, help="latency rounds (default: --rounds)")
@@ -705,8 +806,19 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write results as JSON here")
     p.add_argument("--markdown", type=Path, help="write results as Markdown here")
+    p.add_argument("--quick", action="store_true",
+                   help="a check that everything runs, not a measurement: batch 4 x 32, one round of one step, no memory "
+                        "(flags given explicitly still win)")
+    p.add_argument("--adapters-python", type=Path,
+                   help="python of a separate environment with AdapterHub `adapters`: also time its UniPELT there "
+                        "(bench/bench_cost_adapters.py, same model config, batch and loop)")
     p.add_argument("--_memory-worker", dest="memory_worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.quick:
+        given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in (argv if argv is not None else sys.argv[1:]) if a.startswith("--")}
+        for key, value in QUICK.items():
+            if key not in given:
+                setattr(args, key, value)
     if args.latency_rounds is None:
         args.latency_rounds = args.rounds
     args.only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
@@ -734,6 +846,12 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     results = {"meta": meta(args, ["bench/bench_cost.py", *argv_list])}
     names = args.only or list(CORE) + (list(EXTRA) if args.all_presets else [])
+    if not have_peft():
+        dropped = [n for n in names if ALL[n][0].startswith("peft")]
+        names = [n for n in names if n not in dropped]
+        args.latency_configs = [n for n in args.latency_configs if not n.startswith("peft")]
+        if dropped:
+            print(f"peft is not installed: left out {', '.join(dropped)}", flush=True)
     base = build_base(args.model, args.seed)
     results["meta"]["attn_implementation"] = base.config._attn_implementation
     results["meta"]["layers"] = num_layers(base)
@@ -751,7 +869,10 @@ def main(argv: list[str] | None = None) -> dict:
     results["train"] = bench_train(base, names, batch, args)
     if not args.no_latency:
         results["latency"] = bench_latency(base, batch, args)
+    if args.adapters_python:
+        results["reference_adapters"] = reference_adapters(args, results)
     results["targets"] = evaluate_targets(results)
+    results["ratios"] = side_by_side(results)
     results["meta"]["loadavg_end"] = _loadavg()
     results["meta"]["elapsed_s"] = time.perf_counter() - start
     import resource

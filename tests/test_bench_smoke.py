@@ -42,11 +42,15 @@ def test_bench_cost_tiny(tmp_path, capsys):
     assert results["latency"]["checks"]["lora_merged_vs_unmerged_max_abs_logit_diff"] < 1e-4
 
     assert {t["target"] for t in results["targets"]} and all(isinstance(t["pass"], bool) for t in results["targets"])
+    # issue 15's ratios, measured side by side in this one run
+    ratios = {r["ratio"]: r["value"] for r in results["ratios"]}
+    assert set(ratios) == {label for label, *_ in bench_cost.RATIOS} and all(v > 0 for v in ratios.values())
+    assert results["train"]["lamina-unipelt"]["ratio_lora"] == ratios["UniPELT train step / lamina LoRA step"]
     meta = results["meta"]
     assert meta["command"].startswith("bench/bench_cost.py --model tiny") and meta["torch"] and meta["threads"] >= 1
     text = out_md.read_text()
     assert "PASS" in text or "FAIL" in text
-    assert "| lamina-spafit |" in text
+    assert "| lamina-spafit |" in text and "| UniPELT unmerged latency / base |" in text
     assert "Targets" in capsys.readouterr().out
 
 
@@ -89,3 +93,16 @@ def test_spafit_builds_no_graph_below_n1():
         seen[name] = bench_cost.graph_layers(model, lambda: bench_cost.train_step(model, optimizer, batch))
     assert seen["full"] == seen["lamina-lora"] == list(range(depth))
     assert seen["lamina-spafit"] == list(range(depth // 3, depth))  # spafit n1 = L/3
+
+
+def test_bench_cost_quick_without_peft(tmp_path, monkeypatch):
+    """--quick sets a small check run (explicit flags still win); without peft its rows are left out."""
+    import bench_cost
+
+    monkeypatch.setattr(bench_cost, "have_peft", lambda: False)
+    args = bench_cost.parse_args(["--model", "tiny", "--quick", "--length", "16"])
+    assert (args.batch, args.length, args.rounds, args.steps, args.memory) == (4, 16, 1, 1, "off")
+    results = bench_cost.main(["--model", "tiny", "--quick", "--threads", "1", "--only", "full,lamina-lora,peft-lora,lamina-unipelt",
+                               "--markdown", str(tmp_path / "q.md")])
+    assert set(results["train"]) == {"full", "lamina-lora", "lamina-unipelt"} and results["meta"]["peft"] is None
+    assert "ratio_lora" in results["train"]["lamina-unipelt"] and "| UniPELT train step / lamina LoRA step |" in (tmp_path / "q.md").read_text()
