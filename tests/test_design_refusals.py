@@ -26,9 +26,29 @@ def params(w: World, design: str) -> list[str]:
     return ["params", "--model", str(w.model), "--design", design]
 
 
-def train(w: World, s: Path, design: str) -> list[str]:
-    return ["train", "--model", str(w.model), "--task", "sst2", "--data-dir", str(w.glue), "--design", design,
+def train(w: World, s: Path, design: str, model: Path | None = None) -> list[str]:
+    return ["train", "--model", str(model or w.model), "--task", "sst2", "--data-dir", str(w.glue), "--design", design,
             "--output", str(s / "run"), "--no-progress", "--epochs", "1"]
+
+
+def _without_tokenizer(w: World, s: Path) -> Path:
+    model = w.copy(w.model, s / "m")
+    for path in model.iterdir():
+        if "token" in path.name or path.name in ("vocab.txt", "vocab.json", "merges.txt"):
+            path.unlink()
+    return model
+
+
+def _cut_weights(w: World, s: Path) -> Path:
+    model = w.copy(w.model, s / "m")
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:3000])
+    return model
+
+
+def _search(w: World, s: Path, *extra: str) -> list[str]:
+    return ["search", "--model", str(w.model), "--task", "sst2", "--data-dir", str(w.glue), "--output", str(s / "out"),
+            "--train-limit", "8", "--eval-limit", "4", "--max-length", "16", "--batch-size", "4", *extra]
 
 
 def design_file(s: Path, text: str) -> str:
@@ -114,6 +134,22 @@ REFUSALS = [
                                        "--threads", "0"], ["--threads must be >= 1"]),
     ("suggest-methods-twice", lambda w, s: ["suggest", "-m", str(w.model), "-t", "sst2", "--data-dir", str(w.glue), "-o",
                                             str(s / "o"), "--methods", "lora+adapter+lora"], ["methods", "'lora' is listed twice"]),
+    # found by an independent hostile corpus kept outside the project (after the fuzz suites above)
+    ("design-nested-too-deeply", lambda w, s: params(w, design_file(s, "[" * 100000 + "]" * 100000)),
+     ["d.yaml", "nested too deeply"]),
+    ("group-without-strategies", lambda w, s: params(w, design_file(s, "groups: [{layers: 0-1, strategies: []}]\n")),
+     ["layers 0-1 have no strategies", "leave them out"]),
+    ("config-nan", lambda w, s: train(w, s, "lora", model=w.edit_json(w.copy(w.model, s / "m") / "config.json",
+                                                                        lambda d: {**d, "layer_norm_eps": float("nan")}).parent),
+     ["config.json", "'layer_norm_eps' is nan", "finite"]),
+    ("model-without-tokenizer", lambda w, s: train(w, s, "lora", model=_without_tokenizer(w, s)), ["no tokenizer files"]),
+    ("model-corrupt-safetensors", lambda w, s: train(w, s, "lora", model=_cut_weights(w, s)),
+     ["cannot load model", "not a valid safetensors file"]),
+    ("num-labels-beyond-a-head", lambda w, s: params(w, "lora") + ["--num-labels", "100000000000"],
+     ["--num-labels", "between 1", "100,000", "100,000,000,000"]),
+    ("auto-budget-word", lambda w, s: train(w, s, "auto:budget=abc"), ["budget", "'abc'", "not a parameter count"]),
+    ("search-penalty-nan", lambda w, s: _search(w, s, "--strategy", "one-shot", "--penalty", "nan"), ["--penalty", "nan"]),
+    ("search-empty-study", lambda w, s: _search(w, s, "--study", ""), ["--study", "empty name"]),
 ]
 
 

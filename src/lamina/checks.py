@@ -66,6 +66,8 @@ def read_json(path: str | Path, what: str = "JSON file"):
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise LaminaError(f"{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno})") from None
+    except RecursionError:
+        raise LaminaError(f"{path}: nested too deeply to be a {what}") from None
 
 
 def read_json_object(path: str | Path, what: str = "JSON file") -> dict:
@@ -110,6 +112,9 @@ def check_config_dict(data: dict, where) -> None:
     supported = supported_model_types()
     if model_type not in supported:
         raise LaminaError(f"{where}: unsupported model type '{model_type}' (lamina supports: {', '.join(supported)})")
+    bad = next((k for k, v in data.items() if isinstance(v, float) and not math.isfinite(v)), None)
+    if bad is not None:
+        raise LaminaError(f"{where}: '{bad}' is {data[bad]}; a model's settings must be finite numbers")
     for key in INT_FIELDS:
         value = data.get(key)
         if value is None:
@@ -165,6 +170,19 @@ def model_config(name: str, **kwargs):
         raise LaminaError(f"cannot load a model config from {source}: {first_line(err)}") from None
     check_config_dict(config.to_dict(), source)
     return config
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                   "tokenizer.model", "sentencepiece.bpe.model", "spm.model")
+
+
+def check_tokenizer_files(name: str) -> None:
+    """A local model folder must hold its tokenizer: without one, transformers builds a tokenizer of a few
+    special tokens and every word becomes [UNK] — a run that trains on nothing without a word."""
+    path = Path(str(name)).expanduser()
+    if path.is_dir() and not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise LaminaError(f"{path}: no tokenizer files here ({', '.join(TOKENIZER_FILES[:3])}, ...); save the "
+                          "model's tokenizer into the folder (tokenizer.save_pretrained(folder))")
 
 
 def check_weights(name: str) -> None:
@@ -239,6 +257,8 @@ def design_argument(value) -> None:
     text = read_text(path, "design file")
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise LaminaError(f"{path}: nested too deeply to be a design") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

@@ -69,6 +69,9 @@ class Group(_Strict):
     def _order(self):
         if self.first < 0 or self.last < self.first:
             raise ValueError(f"layers {self.first}-{self.last} are not a range first <= last, first >= 0")
+        if not self.strategies:
+            raise ValueError(f"layers {self.first}-{self.last} have no strategies; list at least one "
+                             "(layers in no group stay frozen, so leave them out to freeze them)")
         methods = [s.method for s in self.strategies]
         for m in set(methods):
             if methods.count(m) > 1:
@@ -173,6 +176,8 @@ class Design(_Strict):
             raise DesignError(f"design file not found: {path}")
         try:
             data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
+        except RecursionError:
+            raise DesignError(f"{path}: nested too deeply to be a design") from None
         except yaml.YAMLError as err:
             raise DesignError(f"{path}: not valid YAML/JSON ({str(err).splitlines()[0]})") from None
         if not isinstance(data, dict):

@@ -153,11 +153,17 @@ def load_model(model_name_or_path: str, spec: TaskSpec):
     if type(config) not in getattr(cls, "_model_mapping", {type(config): None}):
         raise _kind_error(spec, cls, config)
     checks.check_weights(model_name_or_path)
+    checks.check_tokenizer_files(model_name_or_path)
+    from safetensors import SafetensorError
+
     try:
         tokenizer = T.AutoTokenizer.from_pretrained(model_name_or_path)
         model = cls.from_pretrained(model_name_or_path, use_safetensors=True, **kwargs)
     except (OSError, ValueError, KeyError) as err:
         raise _load_error("model", model_name_or_path, err) from None
+    except SafetensorError as err:
+        raise LaminaError(f"cannot load model '{model_name_or_path}': its weights are not a valid safetensors "
+                          f"file ({str(err).strip().splitlines()[0]})") from None
     except RuntimeError as err:
         if "mismatched" not in str(err):
             raise

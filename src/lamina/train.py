@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import platform
 import resource
 import shutil
@@ -434,7 +435,14 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
 
                 trainer.remove_callback(PrinterCallback)
             started = time.time()
-            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            try:
+                output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+            except pickle.UnpicklingError as err:  # torch's weights_only loader refused a checkpoint file
+                if not resume_from:
+                    raise
+                raise LaminaError(f"{resume_from}: a file of this checkpoint holds pickled objects torch will not "
+                                  f"load safely ({str(err).splitlines()[0][:80]}...); delete the checkpoint folder "
+                                  "to resume from the one before, or train without --resume") from None
             train_time = time.time() - started
             history = _eval_history(trainer.state)
             # the restored best checkpoint, scored again; final_eval=False reuses its in-loop evaluation

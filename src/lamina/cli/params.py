@@ -9,6 +9,8 @@ import typer
 from lamina.cli.app import command
 from lamina.errors import LaminaError
 
+MAX_LABELS = 100_000
+
 
 def head_model(config, head: str = "classification", num_labels: int = 2):
     """The meta-device skeleton `lamina params` counts: the model class of task kind `head` (recast for
@@ -37,8 +39,9 @@ def params(
 
     if head != "none" and head not in kinds():
         raise LaminaError(f"--head must be one of {', '.join([*kinds(), 'none'])}, not '{head}'")
-    if num_labels < 1:
-        raise LaminaError(f"--num-labels must be >= 1 (1 = a regression head), got {num_labels}")
+    if not 1 <= num_labels <= MAX_LABELS:  # the config lists every label by name: 1e11 of them never finish
+        raise LaminaError(f"--num-labels must be between 1 (a regression head) and {MAX_LABELS:,} (a classification "
+                          f"head), got {num_labels:,}")
     from lamina.checks import design_argument, model_config, naming_design_file
 
     design_argument(design)

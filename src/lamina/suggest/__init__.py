@@ -108,6 +108,13 @@ def parse_auto(text: str) -> dict:
 
 
 def check_options(options: dict) -> dict:
+    from lamina.design import Budget, plain_error
+
+    try:  # the budget's spelling is checked here, before any model loads or any probe is planned
+        Budget(target=options["budget"])
+    except ValueError as err:
+        raise DesignError(f"budget: '{options['budget']}' is not a parameter count or a percentage "
+                          f"({plain_error(err)})") from None
     options["methods"] = parse_methods(options["methods"])
     if options["signal"] not in SIGNALS:
         raise DesignError(f"signal: unknown signal '{options['signal']}' (known: {', '.join(SIGNALS)})")
