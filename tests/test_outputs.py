@@ -177,3 +177,32 @@ def test_resume_skips_a_checkpoint_whose_trainer_state_is_cut_short(run, tmp_pat
     results = json.loads(result.stdout)
     assert Path(results["resumed_from"]).name == checkpoints[-2].name
     assert results["global_step"] == 3
+
+
+class _Trap:
+    """Unpickling it would create the marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_resume_from_a_checkpoint_holding_pickles_is_one_line(run, tmp_path):
+    """torch's weights_only loader refuses a pickled optimizer state: a user error naming the checkpoint,
+    never an internal one, and nothing unpickled."""
+    import pickle
+
+    model, data, _ = run
+    out, marker = tmp_path / "killed", tmp_path / "PWNED"
+    steps = ["--eval-steps", "1", "--max-steps", "2", "--keep-checkpoints"]
+    assert runner.invoke(app, train_args(model, data, out, *steps)).exit_code == 0
+    (out / "results.json").unlink()  # as if killed before the end
+    for state in (out / "checkpoints").glob("checkpoint-*/optimizer.pt"):
+        state.write_bytes(pickle.dumps(_Trap(marker)))
+    result = runner.invoke(app, train_args(model, data, out, *steps, "--resume"))
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, result.output[-2000:]
+    assert lines[-1].startswith("error: ") and "checkpoint-2" in lines[-1] and "without --resume" in lines[-1], lines
+    assert "Traceback" not in result.output and not marker.exists()
