@@ -150,6 +150,10 @@ REFUSALS = [
     ("auto-budget-word", lambda w, s: train(w, s, "auto:budget=abc"), ["budget", "'abc'", "not a parameter count"]),
     ("search-penalty-nan", lambda w, s: _search(w, s, "--strategy", "one-shot", "--penalty", "nan"), ["--penalty", "nan"]),
     ("search-empty-study", lambda w, s: _search(w, s, "--study", ""), ["--study", "empty name"]),
+    ("unipelt-prefix-length-0", lambda w, s: params(w, "unipelt:prefix_length=0"), ["preset 'unipelt'", "prefix_length:", "got 0"]),
+    ("text-without-dev-file", lambda w, s: ["train", "--model", str(w.model), "--task", "text", "--train-file",
+                                            str(w.text / "train.jsonl"), "--design", "lora", "--output", str(s / "run")],
+     ["no validation file given", "--dev-file"]),
 ]
 
 

@@ -205,8 +205,9 @@ def options(name: str) -> tuple[str, ...]:
     return own if name == "s4" else own + ("budget", "allocation")
 
 
-def _refusal(name: str, err: ValidationError) -> DesignError:
-    """A preset's failed check as one line naming the preset, the option and the value."""
+def _refusal(name: str, err: ValidationError, given: dict | None = None) -> DesignError:
+    """A preset's failed check as one line naming the preset, the option (as the user spelled it: a
+    preset's `prefix_length` is its prefix's `length`) and the value."""
     first = err.errors()[0]
     if first.get("type") in ("unexpected_keyword_argument", "extra_forbidden"):
         option = ".".join(str(p) for p in first["loc"])
@@ -214,6 +215,11 @@ def _refusal(name: str, err: ValidationError) -> DesignError:
     message = plain_error(err)
     if message.startswith("target: "):  # the Budget schema's field is the preset's `budget` option
         message = "budget: " + message.removeprefix("target: ")
+    field = str(first["loc"][-1]) if first.get("loc") else ""
+    if given and field and field not in given and message.startswith(f"{field}: "):
+        spelled = [k for k, v in given.items() if k.endswith(f"_{field}") and v == first.get("input")]
+        if len(spelled) == 1:
+            message = f"{spelled[0]}: " + message.removeprefix(f"{field}: ")
     return DesignError(f"preset '{name}': {message}")
 
 
@@ -226,7 +232,7 @@ def build(text: str, num_layers: int, hidden: int) -> Design:
     try:
         design = PRESETS[name](num_layers, hidden, **kwargs)
     except ValidationError as err:
-        raise _refusal(name, err) from None
+        raise _refusal(name, err, kwargs) from None
     if budget is None:
         return design
     if design.full or not any(METHODS[s.method].size_field for g in design.groups for s in g.strategies):

@@ -97,7 +97,7 @@ class TaskKind:
         if isinstance(data, DataFiles):
             file = data.get(split)
             if file is None:
-                raise TaskError(f"{spec.name}: no {split} file given")
+                raise TaskError(f"{spec.name}: no {split} file given (give --train-file and --dev-file, or --data-dir)")
             data = file
         elif data.is_file() and spec.family == "glue":
             raise TaskError.at(data, f"{spec.name}: give the GLUE folder (or the task folder), not a file")

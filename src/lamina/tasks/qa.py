@@ -23,7 +23,7 @@ def _squad_files(data) -> tuple[Path | None, Path]:
     if isinstance(data, DataFiles):
         dev = data.get("validation")
         if dev is None:
-            raise TaskError("squad: no validation file given")
+            raise TaskError("squad: no validation file given (give --dev-file, or --data-dir)")
         return data.get("train"), dev
     if data.is_file():
         return None, data
