@@ -150,6 +150,9 @@ REFUSALS = [
     ("auto-budget-word", lambda w, s: train(w, s, "auto:budget=abc"), ["budget", "'abc'", "not a parameter count"]),
     ("search-penalty-nan", lambda w, s: _search(w, s, "--strategy", "one-shot", "--penalty", "nan"), ["--penalty", "nan"]),
     ("search-empty-study", lambda w, s: _search(w, s, "--study", ""), ["--study", "empty name"]),
+    ("config-vocab-not-the-weights", lambda w, s: train(w, s, "lora", model=w.edit_json(
+        w.copy(w.model, s / "m") / "config.json", lambda d: {**d, "vocab_size": 10}).parent),
+     ["model.safetensors", "word_embeddings", "config.json makes it [10,", "does not describe these weights"]),
     ("unipelt-prefix-length-0", lambda w, s: params(w, "unipelt:prefix_length=0"), ["preset 'unipelt'", "prefix_length:", "got 0"]),
     ("text-without-dev-file", lambda w, s: ["train", "--model", str(w.model), "--task", "text", "--train-file",
                                             str(w.text / "train.jsonl"), "--design", "lora", "--output", str(s / "run")],

@@ -128,6 +128,30 @@ def meta_model_for(spec: TaskSpec, config):
         raise _kind_error(spec, cls, config) from None
 
 
+def _config_weight_clash(model_name_or_path: str, spec: TaskSpec, config) -> str | None:
+    """For a folder whose weights do not load: the first body tensor (not the task head) whose saved shape
+    differs from the one config.json makes, read from the safetensors headers alone; None if only the
+    head differs (or the folder is not local)."""
+    from safetensors import safe_open
+
+    folder = Path(str(model_name_or_path)).expanduser()
+    if not folder.is_dir():
+        return None
+    expected = {k: tuple(v.shape) for k, v in meta_model_for(spec, config).state_dict().items()}
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():
+                saved = tuple(f.get_slice(key).get_shape())
+                match = next((k for k in expected if k == key or k.endswith("." + key) or key.endswith("." + k)), None)
+                if match is None or expected[match] == saved:
+                    continue
+                if any(part in match for part in ("classifier", "score", "qa_outputs", "lm_head")):
+                    continue  # the task head: the caller's message covers it
+                return (f"{file.name}: tensor '{key}' has shape {list(saved)}, but config.json makes it "
+                        f"{list(expected[match])}; the config does not describe these weights")
+    return None
+
+
 def _kind_error(spec: TaskSpec, cls, config) -> LaminaError:
     return LaminaError(f"task {spec.name!r} is {spec.kind}: it needs a model {cls.__name__} can build, and "
                        f"{getattr(config, 'model_type', '?')} models are not among them")
@@ -167,6 +191,9 @@ def load_model(model_name_or_path: str, spec: TaskSpec):
     except RuntimeError as err:
         if "mismatched" not in str(err):
             raise
+        clash = _config_weight_clash(model_name_or_path, spec, config)
+        if clash:
+            raise LaminaError(f"cannot load model '{model_name_or_path}': {clash}") from None
         raise LaminaError(f"cannot load model '{model_name_or_path}' for task {spec.name!r}: its saved task head "
                           f"does not have the shape the task needs; start from a model without a task head (or one "
                           "trained on the same labels)") from None
