@@ -153,6 +153,9 @@ REFUSALS = [
     ("config-vocab-not-the-weights", lambda w, s: train(w, s, "lora", model=w.edit_json(
         w.copy(w.model, s / "m") / "config.json", lambda d: {**d, "vocab_size": 10}).parent),
      ["model.safetensors", "word_embeddings", "config.json makes it [10,", "does not describe these weights"]),
+    ("peft-layers-beyond-the-base", lambda w, s: ["import-peft", "--adapter", str(w.edit_json(
+        w.copy(w.peft, s / "p") / "adapter_config.json", lambda d: {**d, "layers_to_transform": [0, 9]}).parent),
+        "--output", str(s / "imported")], ["adapter_config.json", "layers_to_transform lists layer 9", "has 4 layers"]),
     ("unipelt-prefix-length-0", lambda w, s: params(w, "unipelt:prefix_length=0"), ["preset 'unipelt'", "prefix_length:", "got 0"]),
     ("text-without-dev-file", lambda w, s: ["train", "--model", str(w.model), "--task", "text", "--train-file",
                                             str(w.text / "train.jsonl"), "--design", "lora", "--output", str(s / "run")],
