@@ -201,8 +201,23 @@ def test_resume_from_a_checkpoint_holding_pickles_is_one_line(run, tmp_path):
     (out / "results.json").unlink()  # as if killed before the end
     for state in (out / "checkpoints").glob("checkpoint-*/optimizer.pt"):
         state.write_bytes(pickle.dumps(_Trap(marker)))
+    log = (out / "train.log").read_bytes()
     result = runner.invoke(app, train_args(model, data, out, *steps, "--resume"))
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2, result.output[-2000:]
-    assert lines[-1].startswith("error: ") and "checkpoint-2" in lines[-1] and "without --resume" in lines[-1], lines
+    assert lines == [lines[-1]] and lines[-1].startswith("error: "), lines
+    assert "checkpoint-2: optimizer.pt holds pickled objects" in lines[-1] and "without --resume" in lines[-1]
     assert "Traceback" not in result.output and not marker.exists()
+    assert (out / "train.log").read_bytes() == log  # refused before the run writes anything
+
+
+def test_resume_with_another_design_is_refused_before_anything_is_written(run, tmp_path):
+    model, data, _ = run
+    out = tmp_path / "killed"
+    steps = ["--eval-steps", "1", "--max-steps", "2", "--keep-checkpoints"]
+    assert runner.invoke(app, train_args(model, data, out, *steps, design="lora:r=2")).exit_code == 0
+    (out / "results.json").unlink()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    result = runner.invoke(app, train_args(model, data, out, *steps, "--resume", design="lora:r=4"))
+    assert result.exit_code == 2 and "has shape [2," in result.stderr and "the model needs [4," in result.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

@@ -94,15 +94,43 @@ def restore_checkpoint_model(model, folder: str | Path) -> None:
     """Copy a checkpoint's tensors into the live model in place (parameters keep their identity, so an
     optimizer built on them stays valid). The file is read and checksum-verified by lamina.io; every
     live tensor must be found in it (or, for a prefix MLP, in reparam.safetensors)."""
+    from lamina import io as lamina_io
+
+    if _adapter_name(model) is None:  # full fine-tuning: lamina.load restores the whole state dict in place
+        lamina_io.load(model, folder)
+        return
+    live, stored = _checkpoint_tensors(model, folder)
+    with torch.no_grad():
+        for key, tensor in live.items():
+            tensor.copy_(stored[key])
+
+
+def check_resume(model, folder: Path) -> None:
+    """Before a resumed run writes anything (its log included): the checkpoint's tensors fit this design,
+    and the Trainer's own files load with torch's weights-only loader (a pickle it refuses is a user error
+    naming the checkpoint; nothing is unpickled)."""
+    if _adapter_name(model) is not None:
+        _checkpoint_tensors(model, folder)
+    for state in ("optimizer.pt", "scheduler.pt"):  # rng_state.pth needs numpy's globals: the Trainer's own check
+        path = Path(folder) / state
+        if not path.is_file():
+            continue
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as err:
+            raise LaminaError(f"{folder}: {state} holds pickled objects torch will not load safely "
+                              f"({str(err).splitlines()[0][:60]}...); delete the checkpoint folder to resume from "
+                              "the one before, or train without --resume") from None
+
+
+def _checkpoint_tensors(model, folder) -> tuple[dict, dict]:
+    """(live adapter tensors, stored tensors), checked: every live tensor stored, with its shape."""
     import safetensors.torch
 
     from lamina import io as lamina_io
     from lamina.inject import adapters_of
 
     name = _adapter_name(model)
-    if name is None:  # full fine-tuning: lamina.load restores the whole state dict in place
-        lamina_io.load(model, folder)
-        return
     info = lamina_io.read_info(folder)
     stored = lamina_io.read_tensors(folder, info)
     extra_path = Path(folder) / REPARAM_FILE
@@ -112,12 +140,11 @@ def restore_checkpoint_model(model, folder: str | Path) -> None:
     missing = [k for k in live if k not in stored]
     if missing:
         raise LaminaError(f"{folder}: checkpoint has no tensor '{missing[0]}' (it does not match this design)")
-    with torch.no_grad():
-        for key, tensor in live.items():
-            if tuple(stored[key].shape) != tuple(tensor.shape):
-                raise LaminaError(f"{folder}: tensor '{key}' has shape {list(stored[key].shape)}, "
-                                  f"the model needs {list(tensor.shape)}")
-            tensor.copy_(stored[key])
+    for key, tensor in live.items():
+        if tuple(stored[key].shape) != tuple(tensor.shape):
+            raise LaminaError(f"{folder}: tensor '{key}' has shape {list(stored[key].shape)}, "
+                              f"the model needs {list(tensor.shape)}")
+    return live, stored
 
 
 def complete_checkpoints(folder: Path) -> list[Path]:
@@ -417,6 +444,8 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
                     for stale in (RESULTS, LOG_FILE):
                         (out / stale).unlink(missing_ok=True)
         resume_from = complete_checkpoints(ckpt_dir)[-1] if resume and complete_checkpoints(ckpt_dir) else None
+        if resume_from:
+            check_resume(model, resume_from)
         log_path = out / LOG_FILE if is_main else None
         with _file_log(log_path):
             log.info("task %s (%s): %d train / %d validation examples from %s%s", spec.name, spec.kind,
