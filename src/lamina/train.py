@@ -118,9 +118,12 @@ def check_resume(model, folder: Path) -> None:
         try:
             torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
-            raise LaminaError(f"{folder}: {state} holds pickled objects torch will not load safely "
-                              f"({str(err).splitlines()[0][:60]}...); delete the checkpoint folder to resume from "
-                              "the one before, or train without --resume") from None
+            raise _pickle_refusal(f"{folder}: {state}", err) from None
+
+
+def _pickle_refusal(what: str, err: Exception) -> LaminaError:
+    return LaminaError(f"{what} holds pickled objects torch will not load safely ({str(err).splitlines()[0][:60]}...); "
+                       "delete the checkpoint folder to resume from the one before, or train without --resume")
 
 
 def _checkpoint_tensors(model, folder) -> tuple[dict, dict]:
@@ -469,9 +472,7 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
             except pickle.UnpicklingError as err:  # torch's weights_only loader refused a checkpoint file
                 if not resume_from:
                     raise
-                raise LaminaError(f"{resume_from}: a file of this checkpoint holds pickled objects torch will not "
-                                  f"load safely ({str(err).splitlines()[0][:80]}...); delete the checkpoint folder "
-                                  "to resume from the one before, or train without --resume") from None
+                raise _pickle_refusal(f"{resume_from}: a file of this checkpoint", err) from None
             train_time = time.time() - started
             history = _eval_history(trainer.state)
             # the restored best checkpoint, scored again; final_eval=False reuses its in-loop evaluation
