@@ -144,7 +144,7 @@ REFUSALS = [
      ["config.json", "'layer_norm_eps' is nan", "finite"]),
     ("model-without-tokenizer", lambda w, s: train(w, s, "lora", model=_without_tokenizer(w, s)), ["no tokenizer files"]),
     ("model-corrupt-safetensors", lambda w, s: train(w, s, "lora", model=_cut_weights(w, s)),
-     ["cannot load model", "not a valid safetensors file"]),
+     ["cannot load model", "model.safetensors is not a valid safetensors file"]),
     ("num-labels-beyond-a-head", lambda w, s: params(w, "lora") + ["--num-labels", "100000000000"],
      ["--num-labels", "between 1", "100,000", "100,000,000,000"]),
     ("auto-budget-word", lambda w, s: train(w, s, "auto:budget=abc"), ["budget", "'abc'", "not a parameter count"]),

@@ -186,8 +186,9 @@ def load_model(model_name_or_path: str, spec: TaskSpec):
     except (OSError, ValueError, KeyError) as err:
         raise _load_error("model", model_name_or_path, err) from None
     except SafetensorError as err:
-        raise LaminaError(f"cannot load model '{model_name_or_path}': its weights are not a valid safetensors "
-                          f"file ({str(err).strip().splitlines()[0]})") from None
+        files = sorted(p.name for p in Path(str(model_name_or_path)).expanduser().glob("*.safetensors"))
+        raise LaminaError(f"cannot load model '{model_name_or_path}': {', '.join(files) or 'its weights'} is not a "
+                          f"valid safetensors file ({str(err).strip().splitlines()[0]})") from None
     except RuntimeError as err:
         if "mismatched" not in str(err):
             raise
