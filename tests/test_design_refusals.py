@@ -156,6 +156,9 @@ REFUSALS = [
     ("peft-layers-beyond-the-base", lambda w, s: ["import-peft", "--adapter", str(w.edit_json(
         w.copy(w.peft, s / "p") / "adapter_config.json", lambda d: {**d, "layers_to_transform": [0, 9]}).parent),
         "--output", str(s / "imported")], ["adapter_config.json", "layers_to_transform lists layer 9", "has 4 layers"]),
+    ("search-space-budget-bool", lambda w, s: _search(w, s, "--space", design_file(s, "budget: true\n")),
+     ["budget", "not True"]),
+    ("search-data-dirs-per-task", lambda w, s: _search(w, s, "--data-dir", str(w.glue)), ["--data-dir", "not 2"]),
     ("unipelt-prefix-length-0", lambda w, s: params(w, "unipelt:prefix_length=0"), ["preset 'unipelt'", "prefix_length:", "got 0"]),
     ("text-without-dev-file", lambda w, s: ["train", "--model", str(w.model), "--task", "text", "--train-file",
                                             str(w.text / "train.jsonl"), "--design", "lora", "--output", str(s / "run")],

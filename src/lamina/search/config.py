@@ -52,7 +52,8 @@ class SearchConfig:
         if not self.tasks:
             raise LaminaError("name at least one task")
         if self.data and len(self.data) not in (1, len(self.tasks)):
-            raise LaminaError(f"give one data folder for all tasks or one per task ({len(self.tasks)}), not {len(self.data)}")
+            raise LaminaError(f"--data-dir: give one data folder for all tasks or one per --task ({len(self.tasks)}), "
+                              f"not {len(self.data)}")
         if self.strategy not in STRATEGIES:
             raise LaminaError(f"unknown strategy '{self.strategy}' (known: {', '.join(STRATEGIES)})")
         if self.pruner not in PRUNERS:

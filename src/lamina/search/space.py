@@ -141,9 +141,11 @@ class SearchSpace(_Strict):
     strategies: StrategySpec = Field(default_factory=StrategySpec)
     train_head: bool = True
 
-    @field_validator("budget")
+    @field_validator("budget", mode="before")
     @classmethod
     def _budget(cls, value):
+        if isinstance(value, bool):  # before pydantic would read `true` as 1 parameter
+            raise ValueError(f"must be a parameter count or a percentage like '0.5%', not {value}")
         return Budget(target=value).target  # same parsing and messages as a design's budget
 
     @field_validator("stages")
