@@ -128,6 +128,24 @@ class GenerativeKind(TaskKind):
     for evaluation, `prompt_ids` (what generation starts from), `reference` and `example` (its index)."""
 
     decoder_only = False  # the model continues the prompt (sft) instead of decoding from an encoder (seq2seq)
+    input_field = "source"  # the input field a spec of this kind names
+
+    def spec_from_data(self, data) -> TaskSpec:
+        """A spec named after the kind, with whichever of train / validation / test files the data has."""
+        splits = {}
+        for key in ("train", "validation", "test"):
+            try:
+                splits[key] = str(split_file(data, key))
+            except TaskError:
+                pass
+        return self._spec(splits)
+
+    def placeholder_spec(self, num_labels: int = 2) -> TaskSpec:
+        return self._spec({})
+
+    def _spec(self, splits: dict) -> TaskSpec:
+        return TaskSpec(name=self.name, kind=self.name, text_fields=(self.input_field,), metrics=TEXT_METRICS,
+                        main_metric="rougeL", splits=splits, family=self.name)
 
     def check_spec(self, spec: TaskSpec) -> None:
         if spec.labels:

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 
 from .base import TaskError, TaskSpec
-from .generation import TEXT_METRICS, GenerativeKind, check_fits, context_length, records, split_file, text_field
+from .generation import GenerativeKind, check_fits, context_length, records, split_file, text_field
 from .kind import TaskOptions
 
 log = logging.getLogger("lamina.train")
@@ -54,20 +54,6 @@ class Seq2SeqKind(GenerativeKind):
     input_help = "'source' (and optionally 'id')"
 
     # ------------------------------------------------------------------ spec
-    def spec_from_data(self, data) -> TaskSpec:
-        splits = {}
-        for key in ("train", "validation", "test"):
-            try:
-                splits[key] = str(split_file(data, key))
-            except TaskError:
-                pass
-        return TaskSpec(name="seq2seq", kind=self.name, text_fields=("source",), metrics=TEXT_METRICS,
-                        main_metric="rougeL", splits=splits, family="seq2seq")
-
-    def placeholder_spec(self, num_labels: int = 2) -> TaskSpec:
-        return TaskSpec(name="seq2seq", kind=self.name, text_fields=("source",), metrics=TEXT_METRICS,
-                        main_metric="rougeL", family="seq2seq")
-
     def adopt(self, spec: TaskSpec, config) -> TaskSpec | None:
         if spec.kind == self.name or not getattr(spec.type, "text_form", False) or not is_text_to_text(config):
             return None

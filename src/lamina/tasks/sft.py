@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 from .base import TaskError, TaskSpec
-from .generation import TEXT_METRICS, GenerativeKind, context_length, records, split_file, text_field, where
+from .generation import GenerativeKind, context_length, records, split_file, text_field, where
 from .kind import TaskOptions
 
 log = logging.getLogger("lamina.train")
@@ -117,20 +117,7 @@ class SFTKind(GenerativeKind):
     data_tasks = ("sft", "instruct", "chat")
     input_help = "'prompt' or 'messages' (and optionally 'id')"
     decoder_only = True
-
-    def spec_from_data(self, data) -> TaskSpec:
-        splits = {}
-        for key in ("train", "validation", "test"):
-            try:
-                splits[key] = str(split_file(data, key))
-            except TaskError:
-                pass
-        return TaskSpec(name="sft", kind=self.name, text_fields=("prompt",), metrics=TEXT_METRICS,
-                        main_metric="rougeL", splits=splits, family="sft")
-
-    def placeholder_spec(self, num_labels: int = 2) -> TaskSpec:
-        return TaskSpec(name="sft", kind=self.name, text_fields=("prompt",), metrics=TEXT_METRICS,
-                        main_metric="rougeL", family="sft")
+    input_field = "prompt"
 
     def load_split(self, spec, data, split, limit=None):
         return load_sft(split_file(data, split), limit), None
