@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import os
 import signal
 import subprocess
@@ -94,9 +92,6 @@ def search_cmd(
         raise LaminaError(f"--workers must be >= 1, got {workers}")
     if heartbeat < 1:
         raise LaminaError(f"--heartbeat must be >= 1, got {heartbeat}")
-    for flag, value in (("--penalty", penalty), ("--alpha-lr", alpha_lr)):
-        if value is not None and (not math.isfinite(value) or value <= 0):
-            raise LaminaError(f"{flag} must be a positive finite number, got {value}")
     if not study.strip():
         raise LaminaError("--study must name the study (e.g. --study sst2-s4), got an empty name")
     space_obj = SearchSpace.from_file(space) if space else SearchSpace.default()

@@ -4,6 +4,7 @@ same; the root study stores them and refuses others)."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, fields
 
 from lamina.errors import LaminaError
@@ -64,10 +65,9 @@ class SearchConfig:
             raise LaminaError(f"trials must be >= 1, got {self.trials}")
         if self.reduction_factor < 2:
             raise LaminaError(f"reduction factor must be >= 2, got {self.reduction_factor}")
-        if self.penalty < 0:
-            raise LaminaError(f"penalty must be >= 0, got {self.penalty}")
-        if self.alpha_lr is not None and not self.alpha_lr > 0:
-            raise LaminaError(f"alpha_lr must be > 0, got {self.alpha_lr}")
+        for flag, value in (("--penalty", self.penalty), ("--alpha-lr", self.alpha_lr)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise LaminaError(f"{flag} must be a positive finite number, got {value}")
         if self.startup_trials is not None and self.startup_trials < 0:
             raise LaminaError(f"startup trials must be >= 0, got {self.startup_trials}")
 
