@@ -176,11 +176,15 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
                    "tokenizer.model", "sentencepiece.bpe.model", "spm.model")
 
 
+def has_tokenizer_files(folder: Path) -> bool:
+    return any((folder / f).is_file() for f in TOKENIZER_FILES)
+
+
 def check_tokenizer_files(name: str) -> None:
     """A local model folder must hold its tokenizer: without one, transformers builds a tokenizer of a few
     special tokens and every word becomes [UNK] — a run that trains on nothing without a word."""
     path = Path(str(name)).expanduser()
-    if path.is_dir() and not any((path / f).is_file() for f in TOKENIZER_FILES):
+    if path.is_dir() and not has_tokenizer_files(path):
         raise LaminaError(f"{path}: no tokenizer files here ({', '.join(TOKENIZER_FILES[:3])}, ...); save the "
                           "model's tokenizer into the folder (tokenizer.save_pretrained(folder))")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from lamina.checks import has_tokenizer_files
 from lamina.design import Design
 from lamina.errors import LaminaError
 from lamina.inject import CONTAINER, adapters_of, clear_full, delete_adapter
@@ -33,8 +34,7 @@ def _remaining(design: Design, keep: dict[int, list], tensors: dict) -> tuple[De
 def _save_tokenizer(base: str, out: Path) -> bool:
     """Save the base's tokenizer next to the merged model when there is one (local folder or hub id)."""
     path = Path(base)
-    names = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "tokenizer.model")
-    if path.is_dir() and not any((path / n).is_file() for n in names):
+    if path.is_dir() and not has_tokenizer_files(path):
         return False
     try:
         from transformers import AutoTokenizer

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from lamina.design import Design
 from lamina.errors import DesignError, LaminaError
-from lamina.suggest.allocate import PRIORS, Allocation, allocate, budget_target
+from lamina.suggest.allocate import PRIORS, Allocation, allocate, budget_target, parse_budget
 from lamina.suggest.candidates import CANDIDATES, DEFAULT_METHODS, parse_methods
 from lamina.suggest.probe import SIGNALS, ProbeResult, run_probe
 
@@ -108,13 +108,7 @@ def parse_auto(text: str) -> dict:
 
 
 def check_options(options: dict) -> dict:
-    from lamina.design import Budget, plain_error
-
-    try:  # the budget's spelling is checked here, before any model loads or any probe is planned
-        Budget(target=options["budget"])
-    except ValueError as err:
-        raise DesignError(f"budget: '{options['budget']}' is not a parameter count or a percentage "
-                          f"({plain_error(err)})") from None
+    parse_budget(options["budget"])  # checked here, before any model loads or any probe is planned
     options["methods"] = parse_methods(options["methods"])
     if options["signal"] not in SIGNALS:
         raise DesignError(f"signal: unknown signal '{options['signal']}' (known: {', '.join(SIGNALS)})")

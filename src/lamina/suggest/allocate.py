@@ -121,15 +121,17 @@ def budget_target(model, budget_spec) -> int:
     """The budget in parameters (a count, or a percentage of the base model without its head), as the
     solver counts it."""
     from lamina.arch import count_params, head_params, map_model
-    from lamina.design import Budget
+
+    return parse_budget(budget_spec).resolve(count_params(model) - head_params(model, map_model(model)))
+
+
+def parse_budget(budget_spec):
+    """The Budget of an `auto:` / `lamina suggest` budget, or one line saying why it is not one."""
+    from pydantic import ValidationError
+
+    from lamina.design import Budget, plain_error
 
     try:
-        budget = Budget(target=budget_spec)
-    except ValueError as err:
-        raise DesignError(f"budget: '{budget_spec}' is not a parameter count or a percentage ({_first_line(err)})") from None
-    return budget.resolve(count_params(model) - head_params(model, map_model(model)))
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[-1].strip() if text else type(err).__name__
+        return Budget(target=budget_spec)
+    except ValidationError as err:
+        raise DesignError(f"budget: '{budget_spec}' is not a parameter count or a percentage ({plain_error(err)})") from None
