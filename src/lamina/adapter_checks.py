@@ -164,8 +164,8 @@ def check_peft_folder(folder: str | Path, base: str | None) -> str | None:
         config = model_config(name)
         check_weights(name)
         layers = cfg.get("layers_to_transform")
-        depth = getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None)
-        beyond = [x for x in ([layers] if isinstance(layers, int) else layers or []) if not 0 <= x < (depth or x + 1)]
+        depth = getattr(config, "num_hidden_layers", None)  # every family's configs map their own name to it
+        beyond = [x for x in ([layers] if isinstance(layers, int) else layers or []) if depth and not 0 <= x < depth]
         if beyond:
             raise LaminaError(f"{folder / 'adapter_config.json'}: layers_to_transform lists layer {beyond[0]}, but "
                               f"the base model '{name}' has {depth} layers (0-{depth - 1})")

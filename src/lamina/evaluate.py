@@ -134,10 +134,14 @@ def _config_weight_clash(model_name_or_path: str, spec: TaskSpec, config) -> str
     head differs (or the folder is not local)."""
     from safetensors import safe_open
 
+    from lamina.arch import map_model
+
     folder = Path(str(model_name_or_path)).expanduser()
     if not folder.is_dir():
         return None
-    expected = {k: tuple(v.shape) for k, v in meta_model_for(spec, config).state_dict().items()}
+    skeleton = meta_model_for(spec, config)
+    heads = tuple(f"{path}." for path in map_model(skeleton).head)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
     for file in sorted(folder.glob("*.safetensors")):
         with safe_open(str(file), framework="pt") as f:
             for key in f.keys():
@@ -145,7 +149,7 @@ def _config_weight_clash(model_name_or_path: str, spec: TaskSpec, config) -> str
                 match = next((k for k in expected if k == key or k.endswith("." + key) or key.endswith("." + k)), None)
                 if match is None or expected[match] == saved:
                     continue
-                if any(part in match for part in ("classifier", "score", "qa_outputs", "lm_head")):
+                if match.startswith(heads):
                     continue  # the task head: the caller's message covers it
                 return (f"{file.name}: tensor '{key}' has shape {list(saved)}, but config.json makes it "
                         f"{list(expected[match])}; the config does not describe these weights")
