@@ -250,23 +250,29 @@ def naming_design_file(design):
         raise
 
 
-def design_argument(value) -> None:
-    """A design given as a file must be a readable UTF-8 YAML/JSON mapping (the design layer then checks
-    its fields); preset strings are left to the design layer."""
+def load_yaml(path: Path, what: str, error: type[LaminaError] = LaminaError):
+    """A UTF-8 YAML (or JSON) file's data; every way it can fail to parse is one `error` line naming the file
+    (and the line, where YAML knows it)."""
     import yaml
 
-    if not is_design_file(value):
-        return
-    path = Path(value)
-    text = read_text(path, "design file")
+    text = read_text(path, what)
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except RecursionError:
-        raise LaminaError(f"{path}: nested too deeply to be a design") from None
+        raise error(f"{path}: nested too deeply to be a {what}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise LaminaError(f"{path}{where}: not valid YAML/JSON ({first_line(err)})") from None
+        raise error(f"{path}{where}: not valid YAML/JSON ({first_line(err)})") from None
+
+
+def design_argument(value) -> None:
+    """A design given as a file must be a readable UTF-8 YAML/JSON mapping (the design layer then checks
+    its fields); preset strings are left to the design layer."""
+    if not is_design_file(value):
+        return
+    path = Path(value)
+    data = load_yaml(path, "design file")
     if not isinstance(data, dict):
         raise LaminaError(f"{path}: a design must be a mapping with 'groups' (and optional 'prompt', 'budget', "
                           f"'train_head', 'full'), found {type_name(data)}")

@@ -174,12 +174,9 @@ class Design(_Strict):
         path = Path(path)
         if not path.is_file():
             raise DesignError(f"design file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
-        except RecursionError:
-            raise DesignError(f"{path}: nested too deeply to be a design") from None
-        except yaml.YAMLError as err:
-            raise DesignError(f"{path}: not valid YAML/JSON ({str(err).splitlines()[0]})") from None
+        from lamina.checks import load_yaml
+
+        data = load_yaml(path, "design file", DesignError)  # YAML is a superset of JSON
         if not isinstance(data, dict):
             raise DesignError(f"{path}: a design must be a mapping with 'groups'")
         return cls.from_dict(data)

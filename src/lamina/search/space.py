@@ -29,7 +29,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lamina.design import PATTERNS, Budget, Design, Group, split_layers
@@ -192,15 +191,12 @@ class SearchSpace(_Strict):
 
     @classmethod
     def from_file(cls, path: str | Path) -> "SearchSpace":
-        from lamina.checks import read_text
+        from lamina.checks import load_yaml
 
         path = Path(path)
         if not path.is_file():
             raise SpaceError(f"search space file not found: {path}")
-        try:
-            data = yaml.safe_load(read_text(path, "search space file"))
-        except yaml.YAMLError as err:
-            raise SpaceError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        data = load_yaml(path, "search space file", SpaceError)
         if not isinstance(data, dict):
             raise SpaceError(f"{path}: a search space must be a mapping (see docs/search/space.yaml)")
         try:
