@@ -58,6 +58,8 @@ from pathlib import Path
 
 import torch
 
+from cost_report import PHASES, RATIOS, TARGETS, evaluate_targets, markdown, mb, ranges, side_by_side, tables  # noqa: F401
+
 MODELS = ("bert-base", "minilm", "tiny")
 
 # configuration name -> (kind, lamina preset template); {n1}/{n2} are filled from the depth.
@@ -68,6 +70,10 @@ CORE = {
     "lamina-spafit": ("lamina", "spafit:n1={n1},n2={n2}"),
     "lamina-unipelt": ("lamina", "unipelt"),
     "lamina-unipelt-prompt": ("lamina", "unipelt-prompt"),
+    # UniPELT's parts without its gates: what the gating costs, and what each part costs beside LoRA
+    "lamina-unipelt-parts": ("parts", "adapter+prefix+lora"),
+    "lamina-lora-adapter": ("parts", "adapter+lora"),
+    "lamina-lora-prefix": ("parts", "prefix+lora"),
 }
 EXTRA = {
     "lamina-bitfit": ("lamina", "bitfit"),
@@ -96,17 +102,7 @@ MERGEABLE_EXTRA = ("lamina-bitfit", "lamina-ln", "lamina-s4")
 LATENCY_EXTRA = (("lamina-spafit-unmerged",) + tuple(f"{n}-unmerged" for n in EXTRA)
                  + tuple(f"{n}-merged" for n in MERGEABLE_EXTRA))
 LATENCY_ALL = LATENCY + ("peft-lora-unmerged",) + LATENCY_EXTRA
-
-TARGETS = {  # issue 15's goals
-    "lora_vs_peft": 1.0,  # lamina LoRA step / PEFT LoRA step <= 1.0
-    "spafit_vs_full": 0.65,  # SPAFIT step / full FT step <= 0.65
-    "merged_latency_tol": 0.03,  # merged latency / base within 1 +- 0.03
-    "unipelt_latency": 1.10,  # UniPELT unmerged latency / base <= 1.10
-    "unipelt_vs_lora": 1.05,  # UniPELT step / lamina LoRA step <= 1.05
-}
 QUICK = dict(batch=4, length=32, warmup=1, steps=1, rounds=1, latency_iters=1, latency_rounds=1, memory="off")
-
-
 # ----------------------------------------------------------------------------------------------- model
 
 
@@ -149,7 +145,21 @@ def make_batch(model, batch: int, length: int, seed: int) -> dict:
 
 def preset_for(name: str, depth: int) -> str | None:
     kind, template = ALL[name]
+    if kind == "parts":
+        return f"unipelt's {template.replace('+', ' + ')}, ungated"
     return template.format(n1=depth // 3, n2=(2 * depth) // 3) if template else None
+
+
+def unipelt_parts(model, methods: str):
+    """The unipelt preset's strategies named in `methods` ('adapter+prefix+lora'), each with gated=False:
+    the same tensors and hooks as UniPELT, without the gates."""
+    from lamina import presets
+
+    design = presets.build("unipelt", num_layers(model), int(model.config.hidden_size))
+    keep = set(methods.split("+"))
+    groups = tuple(g.model_copy(update={"strategies": tuple(s.model_copy(update={"gated": False}) for s in g.strategies
+                                                            if s.method in keep)}) for g in design.groups)
+    return design.model_copy(update={"name": f"unipelt-parts-{methods}", "groups": groups})
 
 
 def configure(name: str, model, depth: int):
@@ -166,6 +176,8 @@ def configure(name: str, model, depth: int):
         extra = dict(modules_to_save=["classifier", "pooler"]) if kind == "peft-pooler" else {}
         config = LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"], lora_dropout=0.0, task_type="SEQ_CLS", **extra)
         model = get_peft_model(model, config)
+    elif kind == "parts":
+        lamina.apply(model, unipelt_parts(model, ALL[name][1]))
     else:
         lamina.apply(model, preset_for(name, depth))
     model.train()
@@ -174,7 +186,8 @@ def configure(name: str, model, depth: int):
 
 
 def make_optimizer(params):
-    return torch.optim.AdamW(params, lr=2e-5)
+    """The optimizer `lamina train` gets: the Trainer's default `adamw_torch_fused` (fused AdamW, on CPU too)."""
+    return torch.optim.AdamW(params, lr=2e-5, fused=True)
 
 
 def train_step(model, optimizer, batch) -> tuple[float, float, float]:
@@ -220,7 +233,6 @@ def rotations(names: list[str], rounds: int):
         yield r, names[k:] + names[:k]
 
 
-PHASES = ("forward", "backward", "optimizer")
 
 
 def paired(a: list[tuple[float, float]], b: list[tuple[float, float]], which: int) -> float:
@@ -271,16 +283,15 @@ def graph_layers(model, step) -> list[int]:
     return [i for i in sorted(seen) if seen[i]]
 
 
-def ranges(indices: list[int]) -> str:
-    """[4, 5, 6, 7, 9] -> '4-7, 9'."""
-    out, start = [], None
-    for k, i in enumerate(indices):
-        if start is None:
-            start = i
-        if k + 1 == len(indices) or indices[k + 1] != i + 1:
-            out.append(f"{start}-{i}" if i != start else f"{i}")
-            start = None
-    return ", ".join(out) or "none"
+# (configuration, reference, key): extra paired ratios of the train step, beside the ratio to full FT
+PAIRED = (
+    ("lamina-unipelt", "lamina-lora", "ratio_lora"),
+    ("lamina-unipelt-prompt", "lamina-lora", "ratio_lora"),
+    ("lamina-unipelt", "lamina-unipelt-parts", "ratio_parts"),
+    ("lamina-unipelt-parts", "lamina-lora", "ratio_lora"),
+    ("lamina-lora-adapter", "lamina-lora", "ratio_lora"),
+    ("lamina-lora-prefix", "lamina-lora", "ratio_lora"),
+)
 
 
 def bench_train(base, names: list[str], batch: dict, args) -> dict:
@@ -312,12 +323,12 @@ def bench_train(base, names: list[str], batch: dict, args) -> dict:
                 ratios = [paired(a, b, which) for a, b in zip(times["lamina-lora"], times[peft_name])]
                 summary["lamina-lora"][f"{prefix}{key}"] = statistics.median(ratios)
                 summary["lamina-lora"][f"{prefix}{key}_rounds"] = ratios
-    for name in ("lamina-unipelt", "lamina-unipelt-prompt"):
-        if name in summary and "lamina-lora" in summary:
+    for name, ref, key in PAIRED:
+        if name in summary and ref in summary:
             for prefix, which in (("", 0), ("cpu_", 1)):
-                ratios = [paired(a, b, which) for a, b in zip(times[name], times["lamina-lora"])]
-                summary[name][f"{prefix}ratio_lora"] = statistics.median(ratios)
-                summary[name][f"{prefix}ratio_lora_rounds"] = ratios
+                ratios = [paired(a, b, which) for a, b in zip(times[name], times[ref])]
+                summary[name][f"{prefix}{key}"] = statistics.median(ratios)
+                summary[name][f"{prefix}{key}_rounds"] = ratios
     for name in names:
         summary[name]["layers_in_graph"] = graph[name]
         summary[name]["trainable"] = setups[name][2]
@@ -527,9 +538,6 @@ def bench_memory(names: list[str], args) -> dict:
     return results
 
 
-def mb(b: float) -> float:
-    return b / 2**20
-
 
 def describe_memory(r: dict) -> str:
     acc = r["accounted"]
@@ -566,174 +574,6 @@ def reference_adapters(args, results: dict) -> dict:
     print(f"[adapters] UniPELT step {ref['step_s']:.3f} s, latency {ref['latency_s'] * 1e3:.1f} ms", flush=True)
     return ref
 
-
-# --------------------------------------------------------------------------------------------- report
-
-
-def evaluate_targets(results: dict) -> list[dict]:
-    """Targets, judged on the wall-time median of the paired per-round ratios (the process-CPU-time ratio
-    is reported beside it as a cross-check that is less sensitive to other load on the machine)."""
-    train, out = results["train"], []
-    tol = TARGETS["merged_latency_tol"]
-
-    def add(label, row, key, ok):
-        out.append({"target": label, "value": row[key], "pass": bool(ok(row[key])), "rounds": row[f"{key}_rounds"],
-                    "cpu_value": row[f"cpu_{key}"], "cpu_pass": bool(ok(row[f"cpu_{key}"]))})
-
-    if "ratio_peft" in train.get("lamina-lora", {}):
-        add("lamina LoRA train step <= 1.00x PEFT LoRA", train["lamina-lora"], "ratio_peft", lambda v: v <= TARGETS["lora_vs_peft"])
-    if "ratio_full" in train.get("lamina-spafit", {}):
-        add(f"SPAFIT train step <= {TARGETS['spafit_vs_full']:.2f}x full fine-tuning", train["lamina-spafit"], "ratio_full",
-            lambda v: v <= TARGETS["spafit_vs_full"])
-    if "ratio_lora" in train.get("lamina-unipelt", {}):
-        add(f"UniPELT train step <= {TARGETS['unipelt_vs_lora']:.2f}x lamina LoRA's", train["lamina-unipelt"], "ratio_lora",
-            lambda v: v <= TARGETS["unipelt_vs_lora"])
-    lat = results.get("latency", {}).get("configs", {})
-    if "lamina-unipelt" in lat:
-        add(f"UniPELT unmerged latency <= {TARGETS['unipelt_latency']:.2f}x base", lat["lamina-unipelt"], "ratio_base",
-            lambda v: v <= TARGETS["unipelt_latency"])
-    for name, label in (("lamina-lora-merged", "LoRA"), ("lamina-spafit-merged", "SPAFIT")):
-        if name in lat:
-            add(f"merged {label} latency = 1.00 +- {tol:.2f}x base", lat[name], "ratio_base", lambda v: abs(v - 1.0) <= tol)
-    return out
-
-
-# (label, section, configuration, key): the ratios issue 15 reads, each measured side by side in this run
-RATIOS = (
-    ("UniPELT unmerged latency / base", "latency", "lamina-unipelt", "ratio_base"),
-    ("UniPELT + prompt unmerged latency / base", "latency", "lamina-unipelt-prompt", "ratio_base"),
-    ("UniPELT train step / lamina LoRA step", "train", "lamina-unipelt", "ratio_lora"),
-    ("UniPELT + prompt train step / lamina LoRA step", "train", "lamina-unipelt-prompt", "ratio_lora"),
-    ("UniPELT train step / full FT step", "train", "lamina-unipelt", "ratio_full"),
-    ("lamina LoRA step / PEFT LoRA step", "train", "lamina-lora", "ratio_peft"),
-    ("SPAFIT step / full FT step", "train", "lamina-spafit", "ratio_full"),
-    ("merged LoRA latency / base", "latency", "lamina-lora-merged", "ratio_base"),
-    ("merged SPAFIT latency / base", "latency", "lamina-spafit-merged", "ratio_base"),
-)
-
-
-def side_by_side(results: dict) -> list[dict]:
-    """The headline ratios (median over rounds of the paired per-round ratio; CPU-time ratio beside it)."""
-    rows = []
-    for label, section, name, key in RATIOS:
-        table = results.get(section, {})
-        row = (table.get("configs", table) if section == "latency" else table).get(name, {})
-        if key in row:
-            rows.append({"ratio": label, "value": row[key], "rounds": row[f"{key}_rounds"], "cpu_value": row[f"cpu_{key}"]})
-    return rows
-
-
-def _spread(values: list[float]) -> str:
-    return f"{min(values):.2f}-{max(values):.2f}" if len(values) > 1 else "-"
-
-
-def ratio_table(results: dict) -> list[str]:
-    lines = ["### Ratios measured side by side in this run (median of per-round paired ratios)", "",
-             "| ratio | wall | per-round range | CPU time |", "|---|---:|---:|---:|"]
-    for r in results.get("ratios", []):
-        lines.append(f"| {r['ratio']} | {r['value']:.3f} | {_spread(r['rounds'])} | {r['cpu_value']:.3f} |")
-    ref = results.get("reference_adapters")
-    if ref and "error" in ref:
-        lines += ["", "AdapterHub `adapters` reference: failed (see the JSON's reference_adapters.error)."]
-    elif ref:
-        lines += ["", f"AdapterHub `adapters` {ref.get('adapters', '?')} UniPELT (separate process, same model config, batch and "
-                  f"loop; not interleaved, so compare with care): train step {ref['step_s']:.3f} s, latency {ref['latency_s'] * 1e3:.1f} ms."]
-        for key, label in (("unipelt_step_vs_adapters", "lamina UniPELT step / adapters UniPELT step"),
-                           ("unipelt_latency_vs_adapters", "lamina UniPELT latency / adapters UniPELT latency")):
-            if key in ref:
-                lines.append(f"{label}: {ref[key]:.3f}.")
-    return lines
-
-
-def tables(results: dict) -> str:
-    lines = ratio_table(results) + [""]
-    train = results["train"]
-    lines += ["### Train step (forward + backward + AdamW step)", "",
-              "| configuration | design | trainable params | blocks in autograd graph | median step (s) | forward / backward / AdamW (s) | x full FT | rounds (min-max) | CPU-time x full FT | x PEFT LoRA (wall / CPU) |",
-              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for name, r in train.items():
-        peft = f"{r['ratio_peft']:.3f} / {r['cpu_ratio_peft']:.3f}" if "ratio_peft" in r else ""
-        if "ratio_peft_pooler" in r:
-            peft += f" (vs PEFT + pooler: {r['ratio_peft_pooler']:.3f} / {r['cpu_ratio_peft_pooler']:.3f})"
-        ph = r.get("phases_median_s", {})
-        phases = " / ".join(f"{ph[k]:.2f}" for k in PHASES) if ph else ""
-        full = (f"{r['ratio_full']:.3f} | {_spread(r['ratio_full_rounds'])} | {r['cpu_ratio_full']:.3f}" if "ratio_full" in r else " | | ")
-        blocks = ranges(r["layers_in_graph"]) if "layers_in_graph" in r else ""
-        lines.append(f"| {name} | `{r['design']}` | {r['trainable']:,} | {blocks} | {r['median_s']:.3f} | {phases} | {full} | {peft} |")
-    mem = results.get("memory")
-    if mem:
-        lines += ["", "### Peak memory during training", ""]
-        rss = any("delta_rss_b" in r for r in mem.values())
-        head = "| configuration |"
-        head += " peak RSS (MB) | training delta (MB) | delta x full FT |" if rss else ""
-        head += " saved activations (MB) | grads (MB) | AdamW state (MB) | accounted total (MB) | accounted x full FT |"
-        lines += [head, "|---|" + "---:|" * (head.count("|") - 2)]
-        for name, r in mem.items():
-            a = r["accounted"]
-            row = f"| {name} |"
-            if rss:
-                row += f" {mb(r['peak_rss_b']):.0f} | {mb(r['delta_rss_b']):.0f} | {r.get('delta_ratio_full', float('nan')):.3f} |"
-            row += (f" {mb(a['activations_b']):.1f} | {mb(a['grads_b']):.1f} | {mb(a['optimizer_b']):.1f} | {mb(a['total_b']):.1f} |"
-                    f" {r.get('accounted_ratio_full', float('nan')):.3f} |")
-            lines.append(row)
-    lat = results.get("latency")
-    if lat:
-        lines += ["", "### Inference latency (eval, no_grad, one batch)", "",
-                  "| configuration | median (ms) | x base | rounds (min-max) | CPU-time x base |", "|---|---:|---:|---:|---:|"]
-        for name, r in lat["configs"].items():
-            lines.append(f"| {name} | {r['median_s'] * 1e3:.1f} | {r['ratio_base']:.3f} | {_spread(r['ratio_base_rounds'])} | {r['cpu_ratio_base']:.3f} |")
-        c = lat["checks"]
-        suffix = "_merged_vs_unmerged_max_abs_logit_diff"
-        for short in [k.removesuffix(suffix) for k in c if k.endswith(suffix)]:
-            lines += ["", f"Merge check ({short}): max |logits(merged) - logits(unmerged)| = {c[short + suffix]:.2e}; "
-                      f"the perturbed adapter moves the logits by {c[f'{short}_vs_base_max_abs_logit_diff']:.2e} from the base model's."]
-        if c.get("not_merged"):
-            lines += ["", "Left as hooks by the merge (not mergeable): " + "; ".join(c["not_merged"]) + "."]
-    lines += ["", "### Targets (verdict on the wall-time median; CPU-time ratio as a cross-check)", "",
-              "| target | wall ratio (median) | per-round range | verdict | CPU-time ratio | verdict on CPU time |", "|---|---:|---:|---|---:|---|"]
-    for t in results["targets"]:
-        lines.append(f"| {t['target']} | {t['value']:.3f} | {_spread(t['rounds'])} | {'PASS' if t['pass'] else 'FAIL'} | "
-                     f"{t['cpu_value']:.3f} | {'PASS' if t['cpu_pass'] else 'FAIL'} |")
-    return "\n".join(lines)
-
-
-def markdown(results: dict) -> str:
-    m = results["meta"]
-    head = [
-        f"# Cost benchmark: {m['model']}",
-        "",
-        f"Command: `{m['command']}`",
-        "",
-        f"{m['date']} | torch {m['torch']} | transformers {m['transformers']} | peft {m['peft']} | {m['threads']} threads | "
-        f"{m['cpu']} ({m['cpu_count']} logical CPUs) | {m['layers']} layers, {m['base_params']:,} params | batch {m['batch']} x {m['length']} tokens | "
-        f"attention `{m['attn_implementation']}` | load average (1/5/15 min) {m['loadavg_start']} at start, {m['loadavg_end']} at end | "
-        f"{m['elapsed_s']:.0f} s in all" + (f" (CPU time used: {m['cpu_s']['benchmark']:.0f} s timing + {m['cpu_s']['memory_workers']:.0f} s memory workers)" if "cpu_s" in m else ""),
-        "",
-        f"Timing: {m['warmup']} warm-up step(s), then {m['rounds']} interleaved round(s) of {m['steps']} step(s) per configuration; "
-        f"latency: {m['latency_rounds']} round(s) of {m['latency_iters']} forward(s). Memory: {m['memory_method']}.",
-        "",
-        "",
-    ]
-    return "\n".join(head) + tables(results) + "\n\n" + METHOD_NOTE + "\n"
-
-
-METHOD_NOTE = """### Method
-- Every configuration trains its own deep copy of one base model (identical starting weights), train mode
-  (dropout on), AdamW over its trainable parameters only; a step is forward with labels + backward + AdamW
-  step + zero_grad(set_to_none).
-- Rounds are interleaved (each configuration runs its steps in turn, the order rotating per round) because
-  the machine is shared and noisy; ratios are the median over rounds of the per-round ratio, so a slow spell
-  hits the configurations compared in one round alike. Absolute seconds mean little; compare ratios.
-  Beside wall time we record the process's CPU time (all threads): other load on the machine stretches
-  wall time far more than CPU time, so the CPU-time ratio is a cross-check (it still counts threads
-  spin-waiting for a descheduled sibling, so it is not immune to contention either).
-- Peak memory (rss): one fresh subprocess per configuration; peak-RSS mark reset via /proc/self/clear_refs
-  after building the model, design and optimizer, then two train steps; *training delta* = VmHWM - RSS at
-  reset (activations + gradients + AdamW state + allocator slack; the model's own weights are in the
-  baseline). *Accounted*: unique storages saved for backward in step 2 (parameters excluded) + gradient
-  bytes + AdamW state bytes — allocator-independent, and it does not see transient workspace.
-- Latency: eval mode, torch.no_grad(), same batch, interleaved rounds; adapter weights are perturbed (seeded)
-  so merging is a real weight change; UniPELT cannot merge (gates depend on the input) and runs unmerged."""
 
 
 def have_peft() -> bool:

@@ -77,6 +77,32 @@ def test_bench_cost_all_presets_times_and_merges_every_preset(tmp_path, monkeypa
     assert left and all(item.startswith("s4: ") for item in left)
 
 
+def test_unipelt_parts_are_unipelt_without_its_gates():
+    """The ungated reference rows train exactly UniPELT's tensors minus the gates (so their step-time ratio
+    is the gates' cost), and the single-part rows exactly that part's tensors beside LoRA's."""
+    import copy
+
+    import bench_cost
+
+    base = bench_cost.build_base("tiny", 0)
+    depth = bench_cost.num_layers(base)
+
+    def trained(name):
+        model, _ = bench_cost.configure(name, copy.deepcopy(base), depth)
+        return {k: tuple(p.shape) for k, p in model.named_parameters() if p.requires_grad}
+
+    unipelt, parts = trained("lamina-unipelt"), trained("lamina-unipelt-parts")
+    gates = {k: v for k, v in unipelt.items() if ".gate" in k or ".gates." in k}
+    assert gates and {k: v for k, v in unipelt.items() if k not in gates} == parts
+    lora, with_adapter, with_prefix = trained("lamina-lora"), trained("lamina-lora-adapter"), trained("lamina-lora-prefix")
+    head = {k: v for k, v in lora.items() if "lamina_adapters" not in k}
+    assert set(with_adapter) | set(with_prefix) == set(parts) and set(with_adapter) & set(with_prefix) == set(parts) - {
+        k for k in parts if ".adapter." in k or ".prefix." in k}
+    assert all(k in with_adapter and k in with_prefix for k in head)
+    assert any(".adapter." in k for k in with_adapter) and not any(".prefix." in k for k in with_adapter)
+    assert any(".prefix." in k for k in with_prefix) and not any(".adapter." in k for k in with_prefix)
+
+
 def test_spafit_builds_no_graph_below_n1():
     """SPAFIT's frozen lower blocks must stay out of the autograd graph (no backward runs there)."""
     import copy
