@@ -134,6 +134,33 @@ def test_gates_evaluated_once_per_layer(monkeypatch):
     assert calls == [2, 1] * tiny.LAYERS
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_gates_carry_the_projections_that_read_their_input(train, monkeypatch):
+    """UniPELT on a post-LN model: LoRA's x·Aᵀ (q and v) comes from the prefix/LoRA gate product and the
+    adapter's down projection from its gate's, in every layer (one read of each input, one full-width
+    input gradient); no rider computes its own."""
+    from lamina.methods.adapter import Bottleneck
+    from lamina.methods.lora import LoRADelta
+
+    model = perturbed("bert", "unipelt:prefix_mlp=16")
+    riders = [m for m in model.lamina_adapters.modules() if isinstance(m, (LoRADelta, Bottleneck))]
+    assert len(riders) == 3 * tiny.LAYERS
+    hits, misses = [], []
+    real = base.Rider.recall
+
+    def recording(self, x, runtime=None):
+        value = real(self, x, runtime)
+        if runtime is None:  # the owner asking (the gate asks with its runtime before computing)
+            (hits if value is not None else misses).append(self)
+        return value
+
+    monkeypatch.setattr(base.Rider, "recall", recording)
+    model.train(train)
+    with torch.set_grad_enabled(train):
+        model(**tiny.batch("bert", pad_last=2))
+    assert not misses and sorted(map(id, hits)) == sorted(map(id, riders))
+
+
 def test_gate_statistics_unchanged(monkeypatch):
     """collect_gates averages (what reports show) are what the per-call gates gave."""
     model, reference = perturbed("bert", "unipelt:prefix_mlp=16"), perturbed("bert", "unipelt:prefix_mlp=16")

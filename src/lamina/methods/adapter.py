@@ -11,7 +11,7 @@ from pydantic import Field, StrictBool, StrictInt, field_validator, model_valida
 from torch import nn
 
 from lamina.arch import Layer
-from lamina.methods.base import BuildContext, Gate, Method, Real, Stage, Strategy, add_product, first_tensor, layer_dtype
+from lamina.methods.base import BuildContext, Gate, Method, Real, Rider, Stage, Strategy, add_product, first_tensor, layer_dtype
 
 
 class Adapter(Strategy):
@@ -48,7 +48,7 @@ class Adapter(Strategy):
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "swish": nn.SiLU}
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(Rider, nn.Module):
     def __init__(self, hidden: int, width: int, activation: str, gated: bool):
         super().__init__()
         self.down = nn.Linear(hidden, width)
@@ -64,19 +64,24 @@ class Bottleneck(nn.Module):
         out = self.up(self.act(self.down(h)))
         return out * self.gate(h) if self.gate is not None else out
 
+    def rider_rows(self):
+        return self.down.weight, self.down.bias
+
     def add_to(self, out: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """out + self(h), with the gate g applied to the bottleneck activations and the up projection's
         bias folded into one product that also does the addition:
-        out + g·(z·Uᵀ + b) = out + [g·z, g]·[U, b]ᵀ (one addmm; no full-width temporaries)."""
+        out + g·(z·Uᵀ + b) = out + [g·z, g]·[U, b]ᵀ (one addmm; no full-width temporaries). A gate computes
+        the down projection with its own (it reads the same h: carried, see Rider)."""
         if (out.shape[:-1] != h.shape[:-1] or not out.dtype == h.dtype == self.up.weight.dtype
                 or torch.is_autocast_enabled(out.device.type)):
             return out + self(h)
-        z = self.act(self.down(h))
         if self.gate is None:
+            z = self.act(self.down(h))
             column = torch.ones((*z.shape[:-1], 1), dtype=z.dtype, device=z.device)
         else:
             g = self.gate(h)
-            z = z * g
+            down = self.recall(h)
+            z = self.act(down if down is not None else self.down(h)) * g
             column = g.expand(*z.shape[:-1], 1)
         weight = torch.cat([self.up.weight, self.up.bias.unsqueeze(1)], dim=1)  # [hidden, width + 1]
         z = torch.cat([z, column], dim=-1)
@@ -121,6 +126,7 @@ class AdapterMethod(Method):
                 if bottleneck.gate is not None:
                     bottleneck.gate.runtime = runtime
                     bottleneck.gate.causal = layer.stack == "decoder"
+                    bottleneck.gate.carry(bottleneck)  # its down projection reads the gate's input
                 out_site = ctx.mmap.sites(layer, where)[-1]
                 if strategy.placement == "parallel":
                     in_site = ctx.mmap.sites(layer, "ffn_in")[0]

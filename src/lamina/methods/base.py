@@ -299,6 +299,7 @@ class Gate(nn.Module):
         self.total = 0.0
         self.count = 0
         self.__dict__["peers"] = []  # plain list: not submodules (no state-dict keys, no double counting)
+        self.__dict__["riders"] = []  # projections of this gate's input computed by its product (see Rider)
         self.__dict__["_memo"] = {}  # saved-tensor hooks context -> (input ref, pass key, value)
 
     def share(self, other: "Gate") -> None:
@@ -306,6 +307,12 @@ class Gate(nn.Module):
         if other is not self and other not in self.peers:
             self.peers.append(other)
             other.peers.append(self)
+
+    def carry(self, rider: "Rider") -> None:
+        """Compute `rider`'s projection of this gate's input with the gate's own product."""
+        if rider not in self.riders:
+            self.riders.append(rider)
+            rider.__dict__["_rider_runtime"] = self.runtime
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         runtime = self.runtime
@@ -318,12 +325,13 @@ class Gate(nn.Module):
             if gate is None:
                 group = [self] + [p for p in self.peers if p.causal == self.causal and p.runtime is runtime
                                   and not p._entries(runtime, contexts)]
+                riders = [r for g in group for r in g.riders if r.recall(x, runtime) is None]
                 ref = (weakref.ref(x), x._version)  # an input changed in place since is another input
-                for g, value in zip(group, _gate_values(group, x, runtime, self.causal)):
-                    now = g._pass(runtime)
-                    memo = {k: v for k, v in g.__dict__["_memo"].items() if v[1] == now}  # this forward's only
-                    memo[where] = (ref, now, value)
-                    g.__dict__["_memo"] = memo
+                values = _gate_values(group, x, runtime, self.causal, riders)
+                for g, value in zip(group, values):
+                    _keep_for_pass(g, g._pass(runtime), where, ref, value)
+                for r, value in zip(riders, values[len(group):]):
+                    _keep_for_pass(r, r._rider_pass(runtime), where, ref, value)
                 gate = self.__dict__["_memo"][where][2]
         self.last = gate.detach().flatten()
         if runtime is not None and runtime.collect_gates:
@@ -360,6 +368,45 @@ class Gate(nn.Module):
         self.total, self.count, self.last = 0.0, 0, None
 
 
+class Rider:
+    """A projection that reads a gate's input (LoRA's A, an adapter's down projection): carried by the gate
+    (`Gate.carry`), its rows join the gate's product, so the input is read once and backward returns one
+    full-width gradient for it instead of one per projection. `recall(x)` gives the carried result for
+    this input, in this forward, or None (then the owner computes it as before)."""
+
+    def rider_rows(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def _rider_pass(self, runtime: "Runtime") -> tuple:
+        weight, bias = self.rider_rows()
+        return (runtime.step, id(runtime.mask), torch.is_grad_enabled(), weight._version,
+                None if bias is None else bias._version)
+
+    def recall(self, x: torch.Tensor, runtime: "Runtime | None" = None) -> torch.Tensor | None:
+        runtime = runtime or self.__dict__.get("_rider_runtime")
+        memo = self.__dict__.get("_memo")
+        if not memo or runtime is None:
+            return None
+        now = self._rider_pass(runtime)
+        for where in (_saved_tensors_context(), runtime.outer):
+            entry = memo.get(where)
+            if entry is not None and entry[1] == now and entry[0][0]() is x and x._version == entry[0][1]:
+                return entry[2]
+        return None
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state["_memo"] = {}  # a copy does not inherit a forward's values (nor their autograd graph)
+        return state
+
+
+def _keep_for_pass(owner, now: tuple, where, ref, value) -> None:
+    """Keep `value` for this forward's input `ref` in saved-tensor hooks context `where` (earlier passes dropped)."""
+    memo = {k: v for k, v in owner.__dict__.get("_memo", {}).items() if v[1] == now}
+    memo[where] = (ref, now, value)
+    owner.__dict__["_memo"] = memo
+
+
 def _saved_tensors_context() -> int | None:
     """Identifies the saved-tensor hooks in force (a checkpointed block's forward and its recomputation
     each run under their own)."""
@@ -367,15 +414,26 @@ def _saved_tensors_context() -> int | None:
     return id(top[0]) if top else None
 
 
-def _gate_values(gates: list[Gate], x: torch.Tensor, runtime: Runtime | None, causal: bool) -> list[torch.Tensor]:
+def _gate_values(gates: list[Gate], x: torch.Tensor, runtime: Runtime | None, causal: bool,
+                 riders: list[Rider] = ()) -> list[torch.Tensor]:
     """Each gate's value on `x`, from one projection: [B, 1, ..., 1] per example (masked mean over the
-    sequence), or [B, T, 1] per token (causal)."""
-    if len(gates) == 1:
+    sequence), or [B, T, 1] per token (causal); then each rider's projection of `x`, from the same product."""
+    if len(gates) == 1 and not riders:
         weight, bias = gates[0].proj.weight, gates[0].proj.bias
     else:
-        weight = torch.cat([g.proj.weight for g in gates])
-        bias = torch.cat([g.proj.bias for g in gates])
-    scores = torch.sigmoid(nn.functional.linear(x, weight, bias))  # [B, T, k]
+        rows = [r.rider_rows() for r in riders]
+        weight = torch.cat([g.proj.weight for g in gates] + [w.to(x.dtype) for w, _ in rows])
+        bias = torch.cat([g.proj.bias for g in gates] + [(b if b is not None else w.new_zeros(w.shape[0])).to(x.dtype)
+                                                         for w, b in rows])
+    logits = nn.functional.linear(x, weight, bias)
+    carried = []
+    if riders:
+        logits, *carried = logits.split([len(gates)] + [w.shape[0] for w, _ in rows], dim=-1)
+    return _gate_reduce(torch.sigmoid(logits), x, runtime, causal) + carried
+
+
+def _gate_reduce(scores: torch.Tensor, x: torch.Tensor, runtime: Runtime | None, causal: bool) -> list[torch.Tensor]:
+    """[B, T, k] sigmoid scores -> k gate values (see _gate_values)."""
     if causal and x.dim() == 3:
         return list(scores.split(1, dim=-1))  # per token
     mask = runtime.mask if runtime is not None else None

@@ -19,7 +19,7 @@ from torch import nn
 from lamina.arch import Layer, in_out
 from lamina.errors import DesignError, LaminaError
 from lamina.methods.peft_codec import PeftCodec, PeftModule, compact_targets, lamina_targets, patterns, peft_matchers, tensor
-from lamina.methods.base import (BuildContext, Gate, Method, Real, Stage, Strategy, add_product, add_to_slice, fold, fold_scale,
+from lamina.methods.base import (BuildContext, Gate, Method, Real, Rider, Stage, Strategy, add_product, add_to_slice, fold, fold_scale,
                                  layer_dtype, unique_names)
 
 
@@ -59,7 +59,7 @@ class LoRA(Strategy):
         return alpha / math.sqrt(self.r) if self.rslora else alpha / self.r
 
 
-class LoRADelta(nn.Module):
+class LoRADelta(Rider, nn.Module):
     def __init__(self, in_features: int, out_features: int, r: int, dropout: float, like: torch.Tensor, magnitude=None):
         super().__init__()
         kw = dict(dtype=like.dtype)
@@ -75,6 +75,9 @@ class LoRADelta(nn.Module):
 
     def weight_delta(self, scaling: float) -> torch.Tensor:
         return (self.B @ self.A) * scaling  # [out, in]
+
+    def rider_rows(self):
+        return self.A, None
 
 
 def weight_view(proj: nn.Module, site) -> tuple[torch.Tensor, bool]:
@@ -144,7 +147,10 @@ class LoRAMethod(Method):
             for target in strategy.targets:
                 for site in ctx.mmap.sites(layer, target):
                     proj = ctx.projection(layer, site)
-                    ctx.hook(proj, _hook(modules[site.key], gate, proj, site, strategy, ctx, module))
+                    delta = modules[site.key]
+                    if gate is not None and site.parts == 1 and not strategy.dora and strategy.dropout == 0:
+                        gate.carry(delta)  # x·Aᵀ from the gate's product (it reads the same x)
+                    ctx.hook(proj, _hook(delta, gate, proj, site, strategy, ctx, module))
 
     def scaled_tensors(self, module: nn.Module, strategy: LoRA) -> dict:
         """B scales s·B·A·x exactly; DoRA's magnitude also moves from its built value (‖W‖: no change)."""
@@ -211,7 +217,9 @@ def add_low_rank(out: torch.Tensor, delta: LoRADelta, x: torch.Tensor, scale) ->
     """out + s·B·A·x with the scale (a number, or a gate's [B, 1, 1] / [B, T, 1] values) applied to the
     rank-r activations and the addition done by the second product itself (one addmm: no full-width
     temporaries for the update, its scaling, or the sum)."""
-    low = delta.dropout(x) @ delta.A.t()  # [..., r]
+    low = delta.recall(x)  # carried by the gate's product
+    if low is None:
+        low = delta.dropout(x) @ delta.A.t()  # [..., r]
     low = low * scale
     if out.dim() < 2 or out.shape[:-1] != low.shape[:-1] or out.dtype != low.dtype or torch.is_autocast_enabled(out.device.type):
         return out + low @ delta.B.t()
