@@ -8,6 +8,12 @@
 #
 # The weights travel as float16 and are widened back to float32 there (relative rounding <= 2^-11 per
 # weight); every row of that table uses the same rounded weights. Extra arguments go to bench_budget.py.
+# NAME (default budget-gpu) names the results, and the resumable JSON carried in .devcarry/NAME.json;
+# the longer protocol of docs/benchmarks/README.md ("Next"), resumed across sessions:
+#
+#   NAME=budget-gpu-long SITE=/tmp/site bash bench/gpu_budget.sh run $OUT 14 540 \
+#       --epochs sst2=3,stsb=3,mrpc=5,rte=10,cola=5
+#   # then copy $OUT/budget-gpu-long.json to .devcarry/ (here) for the next session's call
 set -u
 MODE=$1; shift
 if [ "$MODE" = prepare ]; then
@@ -49,10 +55,11 @@ sd = load_file(".devcarry/minilm/weights-fp16.safetensors")
 save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}, f"{sys.argv[1]}/model.safetensors")
 print("model:", len(sd), "tensors; cuda:", torch.cuda.is_available(), torch.__version__)
 PYEOF
-if [ -f .devcarry/budget-gpu.json ] && [ ! -f $OUTD/budget-gpu.json ]; then cp .devcarry/budget-gpu.json $OUTD/; fi
+NAME=${NAME:-budget-gpu}
+if [ -f .devcarry/$NAME.json ] && [ ! -f $OUTD/$NAME.json ]; then cp .devcarry/$NAME.json $OUTD/; fi
 export PYTHONPATH=${SITE:+$SITE:}${XPATH:+$XPATH:}$PWD/src:$PWD/bench HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 echo "setup took $(( $(date +%s) - T0 )) s"
 timeout -k 10 $LIMIT $PY bench/bench_budget.py --model $G/minilm --data-dir $G/data/glue --jobs $JOBS --threads 1 \
-  --work-dir $G/work --json $OUTD/budget-gpu.json --markdown $OUTD/budget-gpu.md --plots $G/plots "$@" 2>&1 | tee $OUTD/bench.log
+  --work-dir $G/work --json $OUTD/$NAME.json --markdown $OUTD/$NAME.md --plots $G/plots "$@" 2>&1 | tee $OUTD/bench.log
 echo "bench exit ${PIPESTATUS[0]} after $(( $(date +%s) - T0 )) s"
 tar czf $OUTD/joblogs.tgz -C $G/work jobs 2>/dev/null
