@@ -19,6 +19,7 @@ from pathlib import Path
 from lamina import presets
 from lamina.arch import ModelMap, count_params, head_params, hidden_size
 from lamina.build import dry_rows, group_layers
+from lamina.checks import is_design_file
 from lamina.design import Design, DesignError
 from lamina.methods import METHODS
 
@@ -29,7 +30,7 @@ def load_design(spec, num_layers: int, hidden: int) -> Design:
         return spec
     if isinstance(spec, dict):
         return Design.from_dict(spec)
-    if isinstance(spec, Path) or (isinstance(spec, str) and (spec.endswith((".yaml", ".yml", ".json")) or Path(spec).is_file())):
+    if is_design_file(spec):
         return Design.from_file(spec)
     if isinstance(spec, str):
         return presets.build(spec, num_layers, hidden)

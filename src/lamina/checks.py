@@ -15,6 +15,7 @@ Adapter folders (design.json fields, tensors, the base they were trained on) are
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 from pathlib import Path
@@ -234,7 +235,16 @@ def check_max_length(config, value: int | None, flag: str = "--max-length") -> N
 # --- designs -----------------------------------------------------------------------------------------
 def is_design_file(value) -> bool:
     return isinstance(value, Path) or (isinstance(value, str) and bool(value.strip())
-                                       and (value.endswith(DESIGN_SUFFIXES) or Path(value).exists()))
+                                       and (value.endswith(DESIGN_SUFFIXES) or path_exists(value)))
+
+
+def path_exists(value: str) -> bool:
+    """Path(value).exists(), False for what cannot be a path at all (a 16 kB preset string is too long a
+    file name for the OS; a NUL byte is no path)."""
+    try:
+        return Path(value).exists()
+    except (OSError, ValueError):
+        return False
 
 
 @contextlib.contextmanager
@@ -257,13 +267,41 @@ def load_yaml(path: Path, what: str, error: type[LaminaError] = LaminaError):
 
     text = read_text(path, what)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_unique_key_loader())
     except RecursionError:
         raise error(f"{path}: nested too deeply to be a {what}") from None
+    except _DuplicateKey as dup:
+        raise error(f"{path}:{dup.line}: key {dup.key!r} given twice in one mapping (which one was meant?)") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         raise error(f"{path}{where}: not valid YAML/JSON ({first_line(err)})") from None
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, line: int):
+        self.key, self.line = key, line
+
+
+@functools.lru_cache(maxsize=1)
+def _unique_key_loader():
+    """yaml's SafeLoader, except that a mapping naming a key twice is an error (plain YAML keeps the last
+    value silently: `r: 4` then `r: 8` would train r = 8 without a word)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise _DuplicateKey(key, key_node.start_mark.line + 1)
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
+
 
 
 def design_argument(value) -> None:

@@ -78,6 +78,9 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
                         record = json.loads(line)
                     except json.JSONDecodeError as e:
                         raise TaskError.at(path, f"bad JSON line: {e.msg}", line_no, e.colno) from None
+                    except RecursionError:
+                        raise TaskError.at(path, "JSON line nested too deeply (a record is an object of texts and a label)",
+                                           line_no) from None
                     if not isinstance(record, dict):
                         raise TaskError.at(path, "each JSON line must be an object", line_no)
                     yield line_no, record
@@ -128,7 +131,20 @@ def _sort_labels(values) -> tuple[str, ...]:
 def infer_labels(path, label_field: str = "label") -> tuple[str, ...]:
     """The sorted set of label strings in a file (normally the train file)."""
     path = Path(path)
-    found = [label_string(_field(rec, label_field, path, line), path, line, label_field) for line, rec in _records(path)]
+    found, kinds = [], {}  # JSON kind of the labels -> first line with it
+    for line, rec in _records(path):
+        raw = _field(rec, label_field, path, line)
+        if isinstance(raw, float) and raw.is_integer() is False and raw == raw:
+            raise TaskError.at(path, f"label {raw} is not a class: classification labels are strings or whole "
+                               "numbers (a score calls for a regression task)", line, label_field)
+        kind = "true/false" if isinstance(raw, bool) else "number" if isinstance(raw, (int, float)) else "text"
+        if raw is not None:
+            kinds.setdefault(kind, line)
+        found.append(label_string(raw, path, line, label_field))
+    if len(kinds) > 1:
+        (a, line_a), (b, line_b) = sorted(kinds.items(), key=lambda kv: kv[1])[:2]
+        raise TaskError.at(path, f"labels mix {a} values (line {line_a}) with {b} values; give every label "
+                           "the same kind", line_b, label_field)
     if not found:
         raise TaskError.at(path, "no data rows (empty dataset)")
     return _sort_labels(found)
