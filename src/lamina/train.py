@@ -109,14 +109,19 @@ def check_resume(model, folder: Path) -> None:
     """Before a resumed run writes anything (its log included): the checkpoint's tensors fit this design,
     and the Trainer's own files load with torch's weights-only loader (a pickle it refuses is a user error
     naming the checkpoint; nothing is unpickled)."""
+    from transformers.trainer_pt_utils import safe_globals
+
+    from lamina.adapter_checks import check_finite
+
     if _adapter_name(model) is not None:
-        _checkpoint_tensors(model, folder)
-    for state in ("optimizer.pt", "scheduler.pt"):  # rng_state.pth needs numpy's globals: the Trainer's own check
+        check_finite(_checkpoint_tensors(model, folder)[1], folder)  # a NaN adapter would train on silently
+    for state in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
         path = Path(folder) / state
         if not path.is_file():
             continue
         try:
-            torch.load(path, map_location="cpu", weights_only=True)
+            with safe_globals():  # what the Trainer itself allows in rng_state.pth (numpy's RNG state)
+                torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as err:
             raise _pickle_refusal(f"{folder}: {state}", err) from None
 
