@@ -190,6 +190,25 @@ def check_tokenizer_files(name: str) -> None:
                           "model's tokenizer into the folder (tokenizer.save_pretrained(folder))")
 
 
+def load_tokenizer(name: str):
+    """AutoTokenizer.from_pretrained(name); a tokenizer its files cannot make (a tokenizer_config.json that is a list, a broken tokenizer.json, an
+    unknown tokenizer class) is one line naming the folder, not transformers' traceback."""
+    from transformers import AutoTokenizer
+
+    check_tokenizer_files(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except (OSError, ValueError, KeyError, AttributeError, TypeError, IndexError, RecursionError) as err:
+        detail = first_line(err) or type(err).__name__
+        raise LaminaError(f"cannot load a tokenizer from '{name}': {detail} (check its tokenizer files: "
+                          f"{', '.join(TOKENIZER_FILES[:3])})") from None
+    except Exception as err:  # the Rust tokenizers library raises its own exception type for a bad tokenizer.json
+        if type(err).__module__.split(".")[0] != "tokenizers" and "tokenizers" not in type(err).__qualname__.lower():
+            raise
+        raise LaminaError(f"cannot load a tokenizer from '{name}': {first_line(err)}") from None
+    return tokenizer
+
+
 def check_weights(name: str) -> None:
     """A local model folder must hold safetensors weights. A folder with only pickle weights (.bin/.pt...)
     is refused without opening them: unpickling can run code. (Hub models are loaded with

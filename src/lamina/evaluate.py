@@ -181,11 +181,10 @@ def load_model(model_name_or_path: str, spec: TaskSpec):
     if type(config) not in getattr(cls, "_model_mapping", {type(config): None}):
         raise _kind_error(spec, cls, config)
     checks.check_weights(model_name_or_path)
-    checks.check_tokenizer_files(model_name_or_path)
+    tokenizer = checks.load_tokenizer(model_name_or_path)
     from safetensors import SafetensorError
 
     try:
-        tokenizer = T.AutoTokenizer.from_pretrained(model_name_or_path)
         model = cls.from_pretrained(model_name_or_path, use_safetensors=True, **kwargs)
     except (OSError, ValueError, KeyError) as err:
         raise _load_error("model", model_name_or_path, err) from None
@@ -212,7 +211,7 @@ def encode(spec: TaskSpec, examples: list[dict], tokenizer, max_length: int, str
            options: TaskOptions | None = None) -> list[dict]:
     """Model features, as the task's kind makes them (QA: windows; generation: source/target ids)."""
     options = options or TaskOptions(max_length=max_length, doc_stride=stride)
-    return spec.type.encode(spec, examples, tokenizer, options, train)
+    return spec.type.features(spec, examples, tokenizer, options, train)
 
 
 # --------------------------------------------------------------------------- saved adapters
@@ -237,7 +236,6 @@ def load_adapter(adapter_dir, model: str | None = None):
     """(model with the adapter loaded, tokenizer, design.json info). The base is --model or the one
     design.json names; the head is shaped from the saved config (labels / regression / QA)."""
     from lamina import io as lamina_io
-    from transformers import AutoTokenizer
 
     info = _adapter_info(adapter_dir)
     base = model or info.get("base_model_name_or_path")
@@ -245,10 +243,7 @@ def load_adapter(adapter_dir, model: str | None = None):
         raise LaminaError(f"{adapter_dir}: design.json names no base model; pass --model")
     check_adapter(adapter_dir, info, base)
     net = lamina_io.load_base(info, base)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base)
-    except (OSError, ValueError) as err:
-        raise LaminaError(f"cannot load a tokenizer from '{base}': {str(err).strip().splitlines()[0]}") from None
+    tokenizer = checks.load_tokenizer(base)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     lamina_io.load(net, adapter_dir)
@@ -298,7 +293,7 @@ def evaluate_adapter(adapter_dir, task: str, data_dir=None, split: str = "valida
                           max_new_tokens=max_new_tokens, num_beams=num_beams)
     options.max_length = resolve_max_length(net.config, max_length, run)
     options.model_config = net.config
-    features = kind.encode(spec, examples, tokenizer, options, train=False)
+    features = kind.features(spec, examples, tokenizer, options, train=False)
     metrics = kind.evaluate(net, EvalSet(spec, examples, features, tokenizer, options))
     return {"task": spec.name, "kind": spec.kind, "split": split, "examples": len(examples), "metrics": metrics,
             "main_metric": spec.main_metric, "data": str(path), "note": note}

@@ -419,8 +419,8 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
         if trainable != report.trainable:  # the builder's report is the contract
             raise LaminaError(f"internal: {trainable:,} trainable parameters but the design reports {report.trainable:,}")
         # features before any folder is touched: bad data (too long for the model) fails with nothing written
-        train_features = kind.encode(spec, train_examples, tokenizer, options, train=True)
-        eval_features = kind.encode(spec, eval_examples, tokenizer, options, train=False)
+        train_features = kind.features(spec, train_examples, tokenizer, options, train=True)
+        eval_features = kind.features(spec, eval_examples, tokenizer, options, train=False)
         eval_features = [eval_features[i] for i in by_length(eval_features)]  # less padding; metrics ignore order
         task_eval = EvalSet(spec, eval_examples, eval_features, tokenizer, options)
         by_steps = eval_steps is not None

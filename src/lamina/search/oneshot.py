@@ -175,8 +175,8 @@ def training_inputs(cfg):
     model, tokenizer = load_model(cfg.model, spec)
     options.model_config = model.config
     kind.prepare_model(model, tokenizer, spec, train_examples, options)  # e.g. a regression head's bias
-    train_features = kind.encode(spec, train_examples, tokenizer, options, train=True)
-    eval_features = kind.encode(spec, eval_examples, tokenizer, options, train=False)
+    train_features = kind.features(spec, train_examples, tokenizer, options, train=True)
+    eval_features = kind.features(spec, eval_examples, tokenizer, options, train=False)
     evaluation = EvalSet(spec, eval_examples, eval_features, tokenizer, options)
     return kind.model_inputs(train_features), kind.collator(tokenizer, model), evaluation, model
 

@@ -137,6 +137,13 @@ class TaskKind:
     def encode(self, spec: TaskSpec, examples: list[dict], tokenizer, options: TaskOptions, train: bool) -> list[dict]:
         raise NotImplementedError
 
+    def features(self, spec: TaskSpec, examples: list[dict], tokenizer, options: TaskOptions, train: bool) -> list[dict]:
+        """`encode`, then checked (`check_features`): what training, evaluation and the search call."""
+        check_room(spec, tokenizer, options.max_length)
+        features = self.encode(spec, examples, tokenizer, options, train)
+        check_features(features, tokenizer, options.model_config, f"{spec.name} {'training' if train else 'evaluation'} data")
+        return features
+
     def collator(self, tokenizer, model) -> Callable:
         from transformers import DataCollatorWithPadding
 
@@ -171,6 +178,56 @@ class TaskKind:
 
 
 # ---------------------------------------------------------------------- kinds scored from logits
+
+
+def check_room(spec: TaskSpec, tokenizer, max_length: int | None) -> None:
+    """A max length must leave room for text beside the special tokens the tokenizer adds."""
+    from lamina.errors import LaminaError
+
+    if max_length is None:
+        return
+    try:
+        fixed = tokenizer.num_special_tokens_to_add(pair=len(spec.text_fields) > 1)
+    except (AttributeError, NotImplementedError, TypeError):
+        return
+    if max_length <= fixed:
+        raise LaminaError(f"--max-length {max_length} leaves no room for text: this tokenizer adds {fixed} special "
+                          f"token(s) to each {spec.name} example (give more than {fixed})")
+
+
+UNKNOWN_SHARE = 0.9  # more of the text than this as the unknown token: the tokenizer does not cover it
+
+
+def check_features(features: list[dict], tokenizer, config, what: str) -> None:
+    """The tokenizer fits the text and the model, before anything trains or is written: every example has
+    tokens (none would crash the model), some text survives truncation (a max length too short for the
+    special tokens leaves none), no token id is beyond the model's embedding rows (another model's
+    tokenizer), and the text is not nearly all the unknown token (a tokenizer without its vocabulary)."""
+    from lamina.errors import LaminaError
+
+    ids = [f.get("input_ids") for f in features if isinstance(f.get("input_ids"), list)]
+    if not ids:
+        return
+    empty = next((i for i, row in enumerate(ids) if not row), None)
+    if empty is not None:
+        raise LaminaError(f"{what}: the tokenizer turns example {empty + 1} into no tokens at all (it does not "
+                          "fit this text, or it is broken)")
+    unk = tokenizer.unk_token_id  # GPT-2's is its end-of-text token, which marks no unknown text
+    unk = None if unk in (tokenizer.eos_token_id, tokenizer.bos_token_id) else unk
+    special = set(tokenizer.all_special_ids) - {unk}
+    content = [t for row in ids for t in row if t not in special]  # text tokens, unknown ones included
+    if not content:
+        raise LaminaError(f"{what}: no example keeps any text after tokenization and truncation (only special "
+                          "tokens remain; is --max-length too short?)")
+    rows = getattr(config, "vocab_size", None)
+    top = max(max(row) for row in ids)
+    if isinstance(rows, int) and top >= rows:
+        raise LaminaError(f"{what}: the tokenizer gives token id {top}, beyond the model's {rows} embedding rows "
+                          "(vocab_size); this tokenizer does not belong to this model")
+    unknown = sum(1 for t in content if t == unk) if unk is not None else 0
+    if unknown > UNKNOWN_SHARE * len(content):
+        raise LaminaError(f"{what}: {unknown / len(content):.0%} of the text's tokens are the unknown token "
+                          f"{tokenizer.unk_token!r}; the tokenizer's vocabulary does not cover this text")
 
 
 def by_length(features: list[dict]) -> list[int]:

@@ -146,7 +146,7 @@ class SFTKind(GenerativeKind):
                     prompt_len = len(ids)  # generation starts where the last trained stretch does
                 ids += piece
                 labels += piece if trained else [-100] * len(piece)
-            if eos is not None and ids[-1] != eos:  # the response ends: generations learn to stop
+            if eos is not None and (not ids or ids[-1] != eos):  # the response ends: generations learn to stop
                 ids.append(eos)
                 labels.append(eos)
             field = "messages" if "messages" in ex else "response"
