@@ -209,6 +209,32 @@ def load_tokenizer(name: str):
     return tokenizer
 
 
+def check_loaded(model, loading: dict, name: str) -> None:
+    """What from_pretrained reported (`output_loading_info`) and what it loaded, checked: the body (all
+    but the task head) must come from the weights file — a tensor the config builds but the file lacks
+    would start random, one the file holds under the body that the config does not build would be
+    dropped (config.json and the weights describe different models) — and no weight may be NaN or
+    infinite (every output would be)."""
+    import torch
+
+    from lamina.arch import map_model
+
+    heads = tuple(f"{path}." for path in map_model(model).head)
+    missing = sorted(k for k in loading.get("missing_keys", ()) if not k.startswith(heads))
+    if missing:
+        raise LaminaError(f"{name}: the weights lack {len(missing)} tensor(s) config.json builds (first "
+                          f"'{missing[0]}'); they would start random: config.json does not describe these weights")
+    base = model.base_model
+    body = tuple({f"{model.base_model_prefix}."} | {f"{child}." for child, _ in base.named_children()})
+    extra = sorted(k for k in loading.get("unexpected_keys", ()) if k.startswith(body))
+    if extra:
+        raise LaminaError(f"{name}: the weights hold {len(extra)} tensor(s) config.json does not build (first "
+                          f"'{extra[0]}'); they would be dropped: config.json does not describe these weights")
+    for key, value in model.named_parameters():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise LaminaError(f"{name}: weight '{key}' holds NaN or infinite values; every output would too")
+
+
 def check_weights(name: str) -> None:
     """A local model folder must hold safetensors weights. A folder with only pickle weights (.bin/.pt...)
     is refused without opening them: unpickling can run code. (Hub models are loaded with

@@ -185,7 +185,7 @@ def load_model(model_name_or_path: str, spec: TaskSpec):
     from safetensors import SafetensorError
 
     try:
-        model = cls.from_pretrained(model_name_or_path, use_safetensors=True, **kwargs)
+        model, loading = cls.from_pretrained(model_name_or_path, use_safetensors=True, output_loading_info=True, **kwargs)
     except (OSError, ValueError, KeyError) as err:
         raise _load_error("model", model_name_or_path, err) from None
     except SafetensorError as err:
@@ -201,6 +201,7 @@ def load_model(model_name_or_path: str, spec: TaskSpec):
         raise LaminaError(f"cannot load model '{model_name_or_path}' for task {spec.name!r}: its saved task head "
                           f"does not have the shape the task needs; start from a model without a task head (or one "
                           "trained on the same labels)") from None
+    checks.check_loaded(model, loading, model_name_or_path)
     if tokenizer.pad_token is None:  # decoder-only tokenizers: pad with EOS, as HF classification heads expect
         tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id

@@ -29,7 +29,7 @@ from torch import nn
 
 from lamina.adapter_checks import check_finite, check_info, check_same_base, check_stored_size
 from lamina.build import AdapterSet, Report
-from lamina.checks import check_weights
+from lamina.checks import check_loaded, check_weights
 from lamina.design import Design, DesignError
 from lamina.errors import LaminaError
 from lamina.inject import CONTAINER, active_adapter, adapters_of, apply, delete_adapter, full_design
@@ -319,6 +319,8 @@ def load_base(info: dict, base: str | None = None) -> nn.Module:
         kwargs["label2id"] = {v: int(k) for k, v in labels.items()}
     check_weights(str(name))  # a pickle-only folder is refused unopened; hub weights: safetensors only
     try:
-        return cls.from_pretrained(str(name), use_safetensors=True, **kwargs).eval()
+        model, loading = cls.from_pretrained(str(name), use_safetensors=True, output_loading_info=True, **kwargs)
     except (OSError, ValueError) as err:
         raise LaminaError(f"cannot load the base model '{name}': {str(err).strip().splitlines()[0]}") from None
+    check_loaded(model, loading, str(name))
+    return model.eval()
