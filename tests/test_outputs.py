@@ -189,9 +189,11 @@ class _Trap:
         return (open, (self.marker, "w"))
 
 
-def test_resume_from_a_checkpoint_holding_pickles_is_one_line(run, tmp_path):
-    """torch's weights_only loader refuses a pickled optimizer state: a user error naming the checkpoint,
-    never an internal one, and nothing unpickled."""
+@pytest.mark.parametrize("state", ["optimizer.pt", "scheduler.pt", "rng_state.pth"])
+def test_resume_from_a_checkpoint_holding_pickles_is_one_line(run, tmp_path, state):
+    """torch's weights_only loader refuses a pickled Trainer state (rng_state.pth with the Trainer's own
+    allow-list): a user error naming the checkpoint, never an internal one, nothing unpickled, and the run's
+    log untouched (the check comes before the log opens)."""
     import pickle
 
     model, data, _ = run
@@ -199,16 +201,41 @@ def test_resume_from_a_checkpoint_holding_pickles_is_one_line(run, tmp_path):
     steps = ["--eval-steps", "1", "--max-steps", "2", "--keep-checkpoints"]
     assert runner.invoke(app, train_args(model, data, out, *steps)).exit_code == 0
     (out / "results.json").unlink()  # as if killed before the end
-    for state in (out / "checkpoints").glob("checkpoint-*/optimizer.pt"):
-        state.write_bytes(pickle.dumps(_Trap(marker)))
+    for path in (out / "checkpoints").glob(f"checkpoint-*/{state}"):
+        path.write_bytes(pickle.dumps(_Trap(marker)))
     log = (out / "train.log").read_bytes()
     result = runner.invoke(app, train_args(model, data, out, *steps, "--resume"))
     lines = result.stderr.strip().splitlines()
     assert result.exit_code == 2, result.output[-2000:]
     assert lines == [lines[-1]] and lines[-1].startswith("error: "), lines
-    assert "checkpoint-2: optimizer.pt holds pickled objects" in lines[-1] and "without --resume" in lines[-1]
+    assert f"checkpoint-2: {state} holds pickled objects" in lines[-1] and "without --resume" in lines[-1]
     assert "Traceback" not in result.output and not marker.exists()
     assert (out / "train.log").read_bytes() == log  # refused before the run writes anything
+
+
+def test_resume_from_a_checkpoint_holding_nan_is_refused_before_anything_is_written(run, tmp_path):
+    """A NaN in the checkpoint's adapter (a diverged step, a damaged file) would train on silently."""
+    from safetensors.torch import load_file, save_file
+
+    from lamina import io as lamina_io
+
+    model, data, _ = run
+    out = tmp_path / "killed"
+    steps = ["--eval-steps", "1", "--max-steps", "2", "--keep-checkpoints"]
+    assert runner.invoke(app, train_args(model, data, out, *steps, design="lora:r=2")).exit_code == 0
+    (out / "results.json").unlink()
+    ckpt = out / "checkpoints" / "checkpoint-2"
+    tensors = load_file(str(ckpt / "adapter.safetensors"))
+    key = sorted(k for k in tensors if k.endswith(".A"))[0]
+    tensors[key][0, 0] = float("nan")
+    save_file(tensors, str(ckpt / "adapter.safetensors"))
+    info = json.loads((ckpt / "design.json").read_text())  # re-signed: the file is intact, its values are not
+    info["sha256"] = lamina_io._sha256(ckpt / "adapter.safetensors")
+    (ckpt / "design.json").write_text(json.dumps(info))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    result = runner.invoke(app, train_args(model, data, out, *steps, "--resume", design="lora:r=2"))
+    assert result.exit_code == 2 and f"tensor '{key}' holds 1 NaN" in result.stderr, result.output[-1000:]
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
 def test_resume_with_another_design_is_refused_before_anything_is_written(run, tmp_path):

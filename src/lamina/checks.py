@@ -212,9 +212,9 @@ def load_tokenizer(name: str):
 def check_loaded(model, loading: dict, name: str) -> None:
     """What from_pretrained reported (`output_loading_info`) and what it loaded, checked: the body (all
     but the task head) must come from the weights file — a tensor the config builds but the file lacks
-    would start random, one the file holds under the body that the config does not build would be
-    dropped (config.json and the weights describe different models) — and no weight may be NaN or
-    infinite (every output would be)."""
+    would start random, and layers the file holds beyond the ones the config builds would be dropped
+    (config.json and the weights describe different models) — and no weight may be NaN or infinite
+    (every output would be)."""
     import torch
 
     from lamina.arch import map_model
@@ -224,15 +224,28 @@ def check_loaded(model, loading: dict, name: str) -> None:
     if missing:
         raise LaminaError(f"{name}: the weights lack {len(missing)} tensor(s) config.json builds (first "
                           f"'{missing[0]}'); they would start random: config.json does not describe these weights")
-    base = model.base_model
-    body = tuple({f"{model.base_model_prefix}."} | {f"{child}." for child, _ in base.named_children()})
-    extra = sorted(k for k in loading.get("unexpected_keys", ()) if k.startswith(body))
+    lists = {name for name, module in model.named_modules() if isinstance(module, torch.nn.ModuleList)}
+    extra = sorted(k for k in loading.get("unexpected_keys", ()) if _beyond_a_list(k, lists))
     if extra:
         raise LaminaError(f"{name}: the weights hold {len(extra)} tensor(s) config.json does not build (first "
                           f"'{extra[0]}'); they would be dropped: config.json does not describe these weights")
     for key, value in model.named_parameters():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise LaminaError(f"{name}: weight '{key}' holds NaN or infinite values; every output would too")
+
+
+def _beyond_a_list(key: str, lists: set[str]) -> bool:
+    """Whether a saved tensor sits at an index of one of the model's module lists ('encoder.layer.5.…'
+    where the config builds 4 layers): the saved model was deeper. Keys of modules this class does not
+    build at all (a pooler a token-classification model leaves out, a pretraining head) are dropped by
+    design and pass."""
+    parts = key.split(".")
+    for i in range(1, len(parts)):
+        if parts[i].isdigit():
+            prefix = ".".join(parts[:i])
+            if prefix in lists or any(name.endswith("." + prefix) for name in lists):
+                return True
+    return False
 
 
 def check_weights(name: str) -> None:

@@ -29,7 +29,7 @@ from torch import nn
 
 from lamina.adapter_checks import check_finite, check_info, check_same_base, check_stored_size
 from lamina.build import AdapterSet, Report
-from lamina.checks import check_loaded, check_weights
+from lamina.checks import check_loaded, check_weights, read_json
 from lamina.design import Design, DesignError
 from lamina.errors import LaminaError
 from lamina.inject import CONTAINER, active_adapter, adapters_of, apply, delete_adapter, full_design
@@ -188,10 +188,7 @@ def read_info(directory: str | Path) -> dict:
         if (path / "adapter_config.json").is_file():
             raise LaminaError(f"{path}: no {DESIGN_FILE}; this looks like a PEFT adapter (use `lamina import-peft`)")
         raise LaminaError(f"{path}: no {DESIGN_FILE}, so this is not a lamina adapter folder")
-    try:
-        info = json.loads(design_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise LaminaError(f"{design_path}: not valid JSON ({err})") from None
+    info = read_json(design_path, DESIGN_FILE)  # bad JSON, not UTF-8, nested too deeply: one line
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise LaminaError(f"{design_path}: not a lamina adapter description (no \"format\": \"{FORMAT}\")")
     if not isinstance(info.get("format_version"), int) or info["format_version"] > FORMAT_VERSION:
@@ -199,6 +196,9 @@ def read_info(directory: str | Path) -> dict:
     for key in ("design", "sha256"):
         if key not in info:
             raise LaminaError(f"{design_path}: the field '{key}' is missing")
+    if info.get("tensor_file", TENSOR_FILE) != TENSOR_FILE:
+        raise LaminaError(f"{design_path}: tensor_file is {json.dumps(info['tensor_file'])[:60]}; an adapter's tensors "
+                          f"are its folder's {TENSOR_FILE} (lamina reads no other file)")
     check_info(info, design_path)
     try:  # the design's fields, before any tensor is read (their sizes against the base are checked at load)
         Design.from_dict(info["design"])

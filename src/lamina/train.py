@@ -259,12 +259,13 @@ def _determinism(seed: int, enabled: bool):
 
 
 @contextlib.contextmanager
-def _progress_bars(enabled: bool):
-    """transformers' own bars (weight loading) follow `progress` too."""
+def _quiet_loading():
+    """transformers' own bar (weight loading) stays off: the checks of the loaded weights and of the encoded
+    data come after it, and a refusal must stay one line (`--no-progress` governs the training bars)."""
     from transformers.utils import logging as hf_logging
 
     before = hf_logging.is_progress_bar_enabled()
-    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
@@ -401,13 +402,13 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
 
     # --- lamina suggest: an `auto:...` design is replaced here by the design a probe on this run's training
     # data suggests (<output_dir>/suggest/, cost in results.json "suggest"); any other design passes through.
-    with _progress_bars(progress):  # the probe loads the model too
+    with _quiet_loading():  # the probe loads the model too
         design, suggested = suggest_for_run(design, model_name_or_path, spec, train_examples, out, batch_size=batch_size,
                                             max_length=max_length, doc_stride=doc_stride, epochs=epochs,
                                             max_steps=max_steps, grad_accum=grad_accum, seed=seed, resume=resume)
     if suggested is not None:
         check_design(model_name_or_path, spec, design, config=config)
-    with _determinism(seed, deterministic), _progress_bars(progress):
+    with _determinism(seed, deterministic), _quiet_loading():
         model, tokenizer = load_model(model_name_or_path, spec)
         options.model_config = model.config
         kind.prepare_model(model, tokenizer, spec, train_examples, options)  # before apply: adapters copy heads

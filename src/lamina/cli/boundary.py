@@ -136,11 +136,32 @@ def _usage_line(err) -> str:
     return message
 
 
+# options whose value names a file, folder, model or database: '' would mean the current folder (or nothing)
+PATH_OPTIONS = ("-o", "--output", "-i", "--input", "--model", "--adapter", "--base", "--data-dir", "--design",
+                "--train-file", "--dev-file", "--space", "--storage")
+
+
+def _empty_path_option(args) -> str | None:
+    """The first path option given '' (`-o ""`, `--output=`), as typed."""
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if eq and name in PATH_OPTIONS and not value.strip():
+            return name
+        if arg in PATH_OPTIONS and i + 1 < len(args) and not args[i + 1].strip():
+            return arg
+    return None
+
+
 class LaminaGroup(TyperGroup):
     """The root command group: click's usage errors (a missing option, a value of the wrong type, an unknown
     command) print as one line too, instead of click's usage block or rich's panel."""
 
     def make_context(self, info_name, args, parent=None, **extra):
+        empty = _empty_path_option(args)
+        if empty:
+            typer.echo(f"error: {empty} was given an empty value (an unset shell variable?); name a file, folder "
+                       "or model", err=True)
+            raise typer.Exit(USER_EXIT)
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except ClickException as err:

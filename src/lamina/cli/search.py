@@ -123,14 +123,14 @@ def search_cmd(
         raise LaminaError(f"--train-seed must be in [0, 2**32), got {train_seed}")
     if threads is not None and threads < 1:
         raise LaminaError(f"--threads must be >= 1, got {threads} (leave it out for cores / workers)")
-    if prune and eval_steps is None and epochs <= 1 and not spawned:
-        typer.echo("warning: --prune without --eval-steps evaluates once per epoch; with one epoch nothing can be "
-                   "pruned (the last evaluation never is)", err=True)
     if not spawned:  # an earlier search output is resumed; any other non-empty folder is refused
         check_output_folder(output, "search", inputs=(model, *(data_dir or ()), space), resume=True)
     engine = Search(config, output, storage=storage, study=study, heartbeat=heartbeat, say=lambda t: typer.echo(t, err=True))
     if not spawned:
         engine.preflight()
+    if prune and eval_steps is None and epochs <= 1 and not spawned:  # after every check: a refusal stays one line
+        typer.echo("warning: --prune without --eval-steps evaluates once per epoch; with one epoch nothing can be "
+                   "pruned (the last evaluation never is)", err=True)
     if threads or workers > 1:
         import torch
 

@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator, model_validator
 
 from lamina.design import PATTERNS, Budget, Design, Group, split_layers
 from lamina.errors import LaminaError
@@ -70,7 +70,7 @@ class TunableSpec(_Strict):
     `analysis: marginal` compares, per group, the trials that train it with those that do not;
     `analysis: choice` compares whole subsets (give a short `choices` list and enough trials)."""
 
-    choices: Literal["all"] | tuple[tuple[int, ...], ...] = "all"
+    choices: Literal["all"] | tuple[tuple[StrictInt, ...], ...] = "all"
     analysis: Literal["marginal", "choice"] = "marginal"
 
 
@@ -130,15 +130,15 @@ class StrategySpec(_Strict):
 class SearchSpace(_Strict):
     """Four components, one budget, one seed. See docs/search/space.yaml for a commented example."""
 
-    groups: int = Field(4, ge=1, description="K: number of consecutive layer groups")
+    groups: StrictInt = Field(4, ge=1, description="K: number of consecutive layer groups")
     budget: int | str = Field("0.5%", description="trainable parameters without the head: count or '0.5%'")
-    seed: int = 0
+    seed: StrictInt = 0
     stages: tuple[Literal["grouping", "allocation", "tunable", "strategies"], ...] = COMPONENTS
     grouping: tuple[Literal["increasing", "uniform", "decreasing", "spindle", "bottleneck"], ...] = PATTERNS
     allocation: tuple[Literal["increasing", "uniform", "decreasing"], ...] = ALLOCATIONS
     tunable: TunableSpec = Field(default_factory=TunableSpec)
     strategies: StrategySpec = Field(default_factory=StrategySpec)
-    train_head: bool = True
+    train_head: StrictBool = True
 
     @field_validator("budget", mode="before")
     @classmethod

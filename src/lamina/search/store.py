@@ -71,6 +71,9 @@ def storage_url(storage: str | None, output: Path) -> str:
         if path.is_dir():
             raise LaminaError(f"--storage {storage}: is a folder; give a database file or an RDB URL")
         return f"sqlite:///{path}"
+    if storage.startswith("sqlite") and sqlite_path(storage) is None:
+        raise LaminaError(f"--storage {storage}: an in-memory SQLite database dies with the process (no resume, no "
+                          "second worker, nothing for `lamina report`); give a database file or an RDB URL")
     return storage
 
 
