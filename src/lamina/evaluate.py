@@ -174,8 +174,6 @@ def check_design(model_name_or_path: str, spec: TaskSpec, design, max_length: in
 
 def load_model(model_name_or_path: str, spec: TaskSpec):
     """(model, tokenizer) for a task: the class and head its kind asks for."""
-    import transformers as T
-
     config = model_config(model_name_or_path)
     cls, kwargs = spec.type.model_class(spec, config)
     if type(config) not in getattr(cls, "_model_mapping", {type(config): None}):
