@@ -186,13 +186,18 @@ def test_enough_cases():
     assert len(CASES) >= 60
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_fresh_bad_input_is_answered_cleanly(name, world: World, tmp_path, monkeypatch):
+def answered_cleanly(world: World, tmp_path: Path, monkeypatch, argv) -> None:
+    """Run one case from an empty scratch folder (the current folder) and assert its clean answer."""
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.chdir(scratch)
-    problem = outcome(world, scratch, CASES[name])
+    problem = outcome(world, scratch, argv)
     assert problem is None, problem
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_fresh_bad_input_is_answered_cleanly(name, world: World, tmp_path, monkeypatch):
+    answered_cleanly(world, tmp_path, monkeypatch, CASES[name])
 
 
 def main() -> int:

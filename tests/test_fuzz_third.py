@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fuzz_world import WORDS, World, build, put  # noqa: E402
-from test_fuzz_fresh import outcome, params, search, train  # noqa: E402
+from test_fuzz_fresh import answered_cleanly, params, search, train  # noqa: E402
 
 CASES: dict[str, object] = {}
 
@@ -130,11 +130,7 @@ def world(tmp_path_factory) -> World:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_third_corpus_bad_input_is_answered_cleanly(name, world: World, tmp_path, monkeypatch):
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.chdir(scratch)
-    problem = outcome(world, scratch, CASES[name])
-    assert problem is None, problem
+    answered_cleanly(world, tmp_path, monkeypatch, CASES[name])
 
 
 def test_the_checks_do_not_refuse_good_input(world: World, tmp_path, monkeypatch):

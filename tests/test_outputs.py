@@ -41,11 +41,11 @@ def files(folder: Path) -> dict:
 
 def test_resume_on_a_finished_run_says_so_and_changes_nothing(run):
     model, data, out = run
-    before = files(out)
+    before = contents(out)
     result = runner.invoke(app, train_args(model, data, out, "--resume"))
     assert result.exit_code == 0, result.output
     assert "already finished" in result.stdout and "nothing to resume" in result.stdout and "accuracy" in result.stdout
-    assert files(out) == before
+    assert contents(out) == before
 
 
 def test_existing_run_folder_needs_overwrite(run, tmp_path):
@@ -213,17 +213,29 @@ def test_resume_from_a_checkpoint_holding_pickles_is_one_line(run, tmp_path, sta
     assert (out / "train.log").read_bytes() == log  # refused before the run writes anything
 
 
+STEPS = ["--eval-steps", "1", "--max-steps", "2", "--keep-checkpoints"]
+
+
+def killed_run(run, tmp_path, design: str) -> Path:
+    """A LoRA run with its checkpoints, as if killed before the end (no results.json)."""
+    model, data, _ = run
+    out = tmp_path / "killed"
+    assert runner.invoke(app, train_args(model, data, out, *STEPS, design=design)).exit_code == 0
+    (out / "results.json").unlink()
+    return out
+
+
+def contents(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def test_resume_from_a_checkpoint_holding_nan_is_refused_before_anything_is_written(run, tmp_path):
     """A NaN in the checkpoint's adapter (a diverged step, a damaged file) would train on silently."""
     from safetensors.torch import load_file, save_file
 
     from lamina import io as lamina_io
 
-    model, data, _ = run
-    out = tmp_path / "killed"
-    steps = ["--eval-steps", "1", "--max-steps", "2", "--keep-checkpoints"]
-    assert runner.invoke(app, train_args(model, data, out, *steps, design="lora:r=2")).exit_code == 0
-    (out / "results.json").unlink()
+    out = killed_run(run, tmp_path, "lora:r=2")
     ckpt = out / "checkpoints" / "checkpoint-2"
     tensors = load_file(str(ckpt / "adapter.safetensors"))
     key = sorted(k for k in tensors if k.endswith(".A"))[0]
@@ -232,19 +244,15 @@ def test_resume_from_a_checkpoint_holding_nan_is_refused_before_anything_is_writ
     info = json.loads((ckpt / "design.json").read_text())  # re-signed: the file is intact, its values are not
     info["sha256"] = lamina_io._sha256(ckpt / "adapter.safetensors")
     (ckpt / "design.json").write_text(json.dumps(info))
-    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    result = runner.invoke(app, train_args(model, data, out, *steps, "--resume", design="lora:r=2"))
+    before = contents(out)
+    result = runner.invoke(app, train_args(*run[:2], out, *STEPS, "--resume", design="lora:r=2"))
     assert result.exit_code == 2 and f"tensor '{key}' holds 1 NaN" in result.stderr, result.output[-1000:]
-    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert contents(out) == before
 
 
 def test_resume_with_another_design_is_refused_before_anything_is_written(run, tmp_path):
-    model, data, _ = run
-    out = tmp_path / "killed"
-    steps = ["--eval-steps", "1", "--max-steps", "2", "--keep-checkpoints"]
-    assert runner.invoke(app, train_args(model, data, out, *steps, design="lora:r=2")).exit_code == 0
-    (out / "results.json").unlink()
-    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    result = runner.invoke(app, train_args(model, data, out, *steps, "--resume", design="lora:r=4"))
+    out = killed_run(run, tmp_path, "lora:r=2")
+    before = contents(out)
+    result = runner.invoke(app, train_args(*run[:2], out, *STEPS, "--resume", design="lora:r=4"))
     assert result.exit_code == 2 and "has shape [2," in result.stderr and "the model needs [4," in result.stderr
-    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert contents(out) == before
