@@ -99,6 +99,21 @@ CASES.update({
     "train[weights-nan]": lambda w, s: sst2(with_weights(w, s, nan_first), w, s),
     "train[config-deeper-than-weights]": lambda w, s: sst2(with_layers(w, s, 6), w, s),
     "train[config-shallower-than-weights]": lambda w, s: sst2(with_layers(w, s, 2), w, s),
+    # found by the third outside corpus
+    "params[config-layers-1e9]": lambda w, s: params(w, "lora")[:2] + [str(with_layers(w, s, 10**9))] + params(w, "lora")[3:],
+    "train[config-pad-id-beyond-vocab]": lambda w, s: sst2(w.edit_json(model_copy(w, s) / "config.json",
+                                                                       lambda c: {**c, "pad_token_id": 9999}).parent, w, s),
+    "train[tokenizer-remote-code]": lambda w, s: sst2(w.edit_json(model_copy(w, s) / "tokenizer_config.json", lambda c: {
+        **c, "auto_map": {"AutoTokenizer": ["mine.MyTokenizer", None]}}).parent, w, s),
+    "train[tokenizer-larger-than-embeddings]": lambda w, s: sst2(
+        with_tokenizer(w, s, SPECIALS + WORDS + [f"extra{i}" for i in range(100)]), w, s),
+    "train[squad-window-smaller-than-stride]": lambda w, s: ["train", "--model", str(w.model), "--task", "squad",
+                                                             "--data-dir", str(w.squad), "--design", "bitfit",
+                                                             "--output", str(s / "run"), "--max-length", "12"],
+    "search[tokenizer-json-cut-short]": lambda w, s: search(w, s)[:2] + [str(_cut_tokenizer(w, s))] + search(w, s)[3:],
+    "eval[adapter-tensor-int32]": lambda w, s: ["eval", "-a", str(_int_adapter(w, s)), "--task", "sst2", "--data-dir", str(w.glue)],
+    "report[strategy-unknown]": lambda w, s: ["report", str(put(s, "r/search.json", _record(w, s, "teleport")).parent),
+                                              "-o", str(s / "rep")],
     "eval[tensor-file-elsewhere]": lambda w, s: ["eval", "-a", str(_retargeted(w, s)), "--task", "sst2", "--data-dir", str(w.glue)],
     # search store and space
     "search[--storage=sqlite-in-memory]": lambda w, s: search(w, s, "--storage", "sqlite://"),
@@ -114,6 +129,32 @@ CASES.update({
     "predict[-i '']": lambda w, s: ["predict", "-a", str(w.adapter), "-i", ""],
     "search[--storage '']": lambda w, s: search(w, s, "--storage", ""),
 })
+
+
+def _cut_tokenizer(w: World, s: Path) -> Path:
+    folder = model_copy(w, s)
+    text = (folder / "tokenizer.json").read_text()
+    (folder / "tokenizer.json").write_text(text[: len(text) // 2])
+    return folder
+
+
+def _int_adapter(w: World, s: Path) -> Path:
+    from lamina import io as lamina_io
+
+    folder = w.copy(w.adapter, s / "adapter")
+    tensors = load_file(str(folder / "adapter.safetensors"))
+    key = sorted(k for k in tensors if k.endswith(".A"))[0]
+    tensors[key] = tensors[key].to(__import__("torch").int32)
+    save_file(tensors, str(folder / "adapter.safetensors"))
+    w.edit_json(folder / "design.json", lambda d: {**d, "sha256": lamina_io._sha256(folder / "adapter.safetensors")})
+    return folder
+
+
+def _record(w: World, s: Path, strategy: str) -> dict:
+    stage = {"index": 0, "component": "grouping", "analysis": "choice", "winner_label": "x", "trials": [], "stats": []}
+    return {"study": "s", "strategy": strategy, "config": {"model": str(w.model), "tasks": ["sst2"], "space": {"budget": "1%"},
+                                                           "trials_per_stage": 1, "epochs": 1.0, "max_length": 16},
+            "stages": [stage]}
 
 
 def _retargeted(w: World, s: Path) -> Path:

@@ -34,6 +34,9 @@ INT_FIELDS = (
     "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads", "encoder_ffn_dim",
     "decoder_ffn_dim",
 )
+# depth fields: the deepest models in use have a few hundred layers; a typo of 10^9 would build for hours
+DEPTH_FIELDS, MAX_DEPTH = ("num_hidden_layers", "n_layer", "num_layers", "num_decoder_layers", "encoder_layers",
+                           "decoder_layers"), 1000
 # (width, heads) pairs where the width must split evenly over the heads
 HEAD_SPLITS = (("hidden_size", "num_attention_heads"), ("n_embd", "n_head"), ("d_model", "encoder_attention_heads"),
                ("d_model", "decoder_attention_heads"))
@@ -124,6 +127,12 @@ def check_config_dict(data: dict, where) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             what = "a non-negative" if least == 0 else "a positive"
             raise LaminaError(f"{where}: '{key}' must be {what} integer, got {json.dumps(value)}")
+    deep = next((k for k in DEPTH_FIELDS if isinstance(data.get(k), int) and data[k] > MAX_DEPTH), None)
+    if deep is not None:
+        raise LaminaError(f"{where}: '{deep}' is {data[deep]:,}; lamina builds models of at most {MAX_DEPTH:,} layers")
+    vocab, pad = data.get("vocab_size"), data.get("pad_token_id")
+    if isinstance(vocab, int) and isinstance(pad, int) and not isinstance(pad, bool) and not 0 <= pad < vocab:
+        raise LaminaError(f"{where}: 'pad_token_id' {pad} is outside the vocabulary (0..{vocab - 1}, vocab_size {vocab})")
     if model_type in ("t5", "mt5") or data.get("head_dim"):
         return
     for width, heads in HEAD_SPLITS:
@@ -196,17 +205,39 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     check_tokenizer_files(name)
+    folder = Path(str(name)).expanduser()
+    for file in ("tokenizer_config.json", "config.json"):
+        data = _json_or_none(folder / file)
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise LaminaError(f"{folder / file}: 'auto_map' asks for the model's own Python code; lamina does not run "
+                              "code shipped with a model (use a tokenizer transformers provides)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError, KeyError, AttributeError, TypeError, IndexError, RecursionError) as err:
         detail = first_line(err) or type(err).__name__
         raise LaminaError(f"cannot load a tokenizer from '{name}': {detail} (check its tokenizer files: "
                           f"{', '.join(TOKENIZER_FILES[:3])})") from None
-    except Exception as err:  # the Rust tokenizers library raises its own exception type for a bad tokenizer.json
-        if type(err).__module__.split(".")[0] != "tokenizers" and "tokenizers" not in type(err).__qualname__.lower():
+    except Exception as err:  # the Rust tokenizers library raises its own types, or a bare Exception
+        if type(err) is not Exception and type(err).__module__.split(".")[0] != "tokenizers":
             raise
         raise LaminaError(f"cannot load a tokenizer from '{name}': {first_line(err)}") from None
     return tokenizer
+
+
+def _json_or_none(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, ValueError, RecursionError):
+        return None  # the loader that reads it answers a broken file
+
+
+def check_tokenizer_fits(tokenizer, config, name: str) -> None:
+    """A tokenizer with more tokens than the model has embedding rows gives ids the model cannot look up
+    (another model's tokenizer, or added tokens without a resize)."""
+    rows = getattr(config, "vocab_size", None)
+    if isinstance(rows, int) and len(tokenizer) > rows:
+        raise LaminaError(f"{name}: the tokenizer has {len(tokenizer):,} tokens, the model {rows:,} embedding rows "
+                          "(vocab_size); this tokenizer does not belong to this model")
 
 
 def check_loaded(model, loading: dict, name: str) -> None:

@@ -200,6 +200,7 @@ def load_model(model_name_or_path: str, spec: TaskSpec):
                           f"does not have the shape the task needs; start from a model without a task head (or one "
                           "trained on the same labels)") from None
     checks.check_loaded(model, loading, model_name_or_path)
+    checks.check_tokenizer_fits(tokenizer, model.config, model_name_or_path)
     if tokenizer.pad_token is None:  # decoder-only tokenizers: pad with EOS, as HF classification heads expect
         tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -243,6 +244,7 @@ def load_adapter(adapter_dir, model: str | None = None):
     check_adapter(adapter_dir, info, base)
     net = lamina_io.load_base(info, base)
     tokenizer = checks.load_tokenizer(base)
+    checks.check_tokenizer_fits(tokenizer, net.config, base)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     lamina_io.load(net, adapter_dir)

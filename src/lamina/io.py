@@ -245,6 +245,9 @@ def check_tensors(expected: dict[str, torch.Tensor], tensors: dict[str, torch.Te
             raise LaminaError(
                 f"{TENSOR_FILE}: tensor '{key}' has shape {list(tensors[key].shape)}, the design needs {list(expected[key].shape)}"
             )
+        if expected[key].is_floating_point() and not tensors[key].is_floating_point():
+            raise LaminaError(f"{TENSOR_FILE}: tensor '{key}' is {str(tensors[key].dtype).removeprefix('torch.')}; the "
+                              "design's tensors are floating point (a cast would silently round them)")
 
 
 def load(model: nn.Module, directory: str | Path, name: str = "default") -> Report:

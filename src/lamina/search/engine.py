@@ -31,6 +31,7 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
+from lamina import checks
 from lamina.design import Design, DesignError
 from lamina.errors import LaminaError
 from lamina.search import store
@@ -120,6 +121,7 @@ class Search:
         for i, task in enumerate(self.config.tasks):
             spec, _ = resolve_task(task, self.config.data_for(i))
             check_model(self.config.model, spec, self.config.max_length)
+        checks.load_tokenizer(self.config.model)  # every trial loads it: a broken one fails here, not in each
         num_layers = self.model_info()[1]
         if num_layers < self.space.groups and self.config.strategy != "one-shot":
             raise LaminaError(f"space.groups: {self.space.groups} groups need at least {self.space.groups} layers; "

@@ -3,6 +3,7 @@ a record edited by hand or cut short is refused with one line naming the file an
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -111,5 +112,11 @@ def check_record(record, path: str | Path) -> None:
                 (ChoiceRow if "choice" in row else ItemRow).model_validate(row)
             except ValidationError as err:
                 _refuse(path, err, f"stages.{i}.stats.{j}.")
+    from lamina.search.strategies import MODULES
+
+    strategy = record.get("strategy", record["config"].get("strategy", "greedy"))
+    if strategy not in MODULES:
+        raise LaminaError(f"{path}: strategy {json.dumps(strategy)[:40]} is not one lamina search writes "
+                          f"({', '.join(MODULES)})")
     if record.get("final") is not None and not isinstance(record["final"].get("label"), str):
         raise LaminaError(f"{path}: not a complete search record: 'final.label' is missing")

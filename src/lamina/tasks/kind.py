@@ -139,8 +139,15 @@ class TaskKind:
 
     def features(self, spec: TaskSpec, examples: list[dict], tokenizer, options: TaskOptions, train: bool) -> list[dict]:
         """`encode`, then checked (`check_features`): what training, evaluation and the search call."""
+        from lamina.errors import LaminaError
+
         check_room(spec, tokenizer, options.max_length)
-        features = self.encode(spec, examples, tokenizer, options, train)
+        try:
+            features = self.encode(spec, examples, tokenizer, options, train)
+        except Exception as err:  # the Rust tokenizers library fails on a broken tokenizer with a bare Exception
+            if type(err) is not Exception:
+                raise
+            raise LaminaError(f"{spec.name}: the tokenizer fails on this text ({str(err).strip()[:160]})") from None
         check_features(features, tokenizer, options.model_config, f"{spec.name} {'training' if train else 'evaluation'} data")
         return features
 

@@ -89,7 +89,14 @@ class QAKind(LogitsKind):
 
         stride = min(options.doc_stride, options.max_length // 2)
         prepare = prepare_train_features if train else prepare_eval_features
-        return prepare(examples, tokenizer, max_length=options.max_length, stride=stride)
+        try:
+            return prepare(examples, tokenizer, max_length=options.max_length, stride=stride)
+        except BaseException as err:  # the Rust tokenizer panics (a BaseException) when a window has no room
+            if type(err).__name__ != "PanicException":
+                raise
+            raise TaskError(f"{spec.name}: --max-length {options.max_length} leaves a window less context than its "
+                            f"overlap of {stride} tokens beside the question; raise --max-length or lower "
+                            "--doc-stride") from None
 
     def model_inputs(self, features: list[dict]) -> list[dict]:
         from .squad import model_inputs
