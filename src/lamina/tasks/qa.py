@@ -33,6 +33,19 @@ def _squad_files(data) -> tuple[Path | None, Path]:
     return (train if train.is_file() else None), dev
 
 
+def _check_window_room(spec, examples: list[dict], tokenizer, max_length: int, stride: int) -> None:
+    """Each window holds the question, the special tokens and more context than the overlap between
+    windows (the Rust tokenizer aborts the process with a panic otherwise)."""
+    questions = [ex.get("question") for ex in examples if isinstance(ex.get("question"), str)]
+    if not questions:
+        return
+    longest = max(len(ids) for ids in tokenizer(questions, add_special_tokens=False)["input_ids"])
+    room = max_length - longest - tokenizer.num_special_tokens_to_add(pair=True)
+    if room <= stride:
+        raise TaskError(f"{spec.name}: --max-length {max_length} leaves {max(room, 0)} context tokens per window beside "
+                        f"the longest question ({longest} tokens), not more than the windows' overlap of {stride}; "
+                        "raise --max-length or lower --doc-stride")
+
 class QAKind(LogitsKind):
     name = "qa"
     input_help = "'question' and 'context' (and optionally 'id')"
@@ -88,15 +101,9 @@ class QAKind(LogitsKind):
         from .squad import prepare_eval_features, prepare_train_features
 
         stride = min(options.doc_stride, options.max_length // 2)
+        _check_window_room(spec, examples, tokenizer, options.max_length, stride)
         prepare = prepare_train_features if train else prepare_eval_features
-        try:
-            return prepare(examples, tokenizer, max_length=options.max_length, stride=stride)
-        except BaseException as err:  # the Rust tokenizer panics (a BaseException) when a window has no room
-            if type(err).__name__ != "PanicException":
-                raise
-            raise TaskError(f"{spec.name}: --max-length {options.max_length} leaves a window less context than its "
-                            f"overlap of {stride} tokens beside the question; raise --max-length or lower "
-                            "--doc-stride") from None
+        return prepare(examples, tokenizer, max_length=options.max_length, stride=stride)
 
     def model_inputs(self, features: list[dict]) -> list[dict]:
         from .squad import model_inputs
