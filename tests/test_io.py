@@ -134,7 +134,7 @@ def test_corrupt_file(saved):
     data = bytearray((saved / TENSOR_FILE).read_bytes())
     data[-3] ^= 0xFF
     (saved / TENSOR_FILE).write_bytes(bytes(data))
-    assert load_error(saved) == "checksum mismatch: adapter.safetensors is corrupt or was changed"
+    assert load_error(saved) == f"{saved}: checksum mismatch: adapter.safetensors is corrupt or was changed"
 
 
 def test_wrong_shape(saved):
@@ -184,7 +184,7 @@ def test_cli_errors_exit_2(saved, tmp_path):
     (saved / TENSOR_FILE).write_bytes(b"garbage")
     result = CliRunner().invoke(app, ["merge", "--adapter", str(saved), "--output", str(tmp_path / "out")])
     assert result.exit_code == 2
-    assert result.output.strip() == "error: checksum mismatch: adapter.safetensors is corrupt or was changed"
+    assert result.output.strip() == f"error: {saved}: checksum mismatch: adapter.safetensors is corrupt or was changed"
     result = CliRunner().invoke(app, ["export-peft", "--adapter", str(tmp_path / "missing"), "--output", str(tmp_path / "p")])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists() and not (tmp_path / "p").exists()

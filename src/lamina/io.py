@@ -218,7 +218,7 @@ def verify(directory: str | Path, info: dict) -> Path:
             raise pickle_refusal(pickles[0])
         raise LaminaError(f"{folder}: {TENSOR_FILE} is missing")
     if _sha256(path) != info["sha256"]:
-        raise LaminaError(f"checksum mismatch: {TENSOR_FILE} is corrupt or was changed")
+        raise LaminaError(f"{folder}: checksum mismatch: {TENSOR_FILE} is corrupt or was changed")
     return path
 
 
