@@ -200,8 +200,9 @@ def check_tokenizer_files(name: str) -> None:
 
 
 def load_tokenizer(name: str):
-    """AutoTokenizer.from_pretrained(name); a tokenizer its files cannot make (a tokenizer_config.json that is a list, a broken tokenizer.json, an
-    unknown tokenizer class) is one line naming the folder, not transformers' traceback."""
+    """AutoTokenizer.from_pretrained(name); a tokenizer its files cannot make (a tokenizer_config.json that
+    is a list, a broken tokenizer.json, an unknown tokenizer class) is one line naming the folder, not
+    transformers' traceback; one asking for the model's own code (auto_map) is refused unread."""
     from transformers import AutoTokenizer
 
     check_tokenizer_files(name)
@@ -226,8 +227,8 @@ def load_tokenizer(name: str):
 
 def _json_or_none(path: Path):
     try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, ValueError, RecursionError):
+        return read_json(path) if path.is_file() else None
+    except (LaminaError, OSError):
         return None  # the loader that reads it answers a broken file
 
 
@@ -390,7 +391,6 @@ def _unique_key_loader():
             return super().construct_mapping(node, deep=deep)
 
     return Loader
-
 
 
 def design_argument(value) -> None:

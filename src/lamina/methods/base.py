@@ -270,7 +270,45 @@ def add_product(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Te
     return result.view(out.shape)
 
 
-class Gate(nn.Module):
+class _ForwardMemo:
+    """A value remembered for the input tensor it was computed from, within one forward pass, per
+    saved-tensor-hooks context (see Gate on gradient checkpointing). Shared by gates and the projections
+    they carry (Rider); `_memo_tensors` names the weights whose in-place change makes a value stale."""
+
+    def _memo_tensors(self) -> tuple:
+        raise NotImplementedError
+
+    def _pass(self, runtime: "Runtime") -> tuple:
+        """What a remembered value is valid for besides its input and context: this forward (and its mask),
+        the grad mode, these weights."""
+        return (runtime.step, id(runtime.mask), torch.is_grad_enabled(),
+                *(None if t is None else t._version for t in self._memo_tensors()))
+
+    def _entries(self, runtime: "Runtime", contexts):
+        """This forward's remembered (input ref, pass, value) entries in `contexts` (saved-tensor hooks: the
+        current ones, then those at the model's entry)."""
+        now = self._pass(runtime)
+        memo = self.__dict__.get("_memo", {})
+        return [memo[w] for w in contexts if w in memo and memo[w][1] == now]
+
+    def _remembered(self, x: torch.Tensor, runtime: "Runtime", contexts) -> torch.Tensor | None:
+        return next((value for (ref, version), _, value in self._entries(runtime, contexts)
+                     if ref() is x and x._version == version), None)
+
+    def _keep(self, runtime: "Runtime", where, ref, value) -> None:
+        """Keep `value` for this forward's input `ref` in context `where` (earlier passes dropped)."""
+        now = self._pass(runtime)
+        memo = {k: v for k, v in self.__dict__.get("_memo", {}).items() if v[1] == now}
+        memo[where] = (ref, now, value)
+        self.__dict__["_memo"] = memo
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state["_memo"] = {}  # a copy does not inherit a forward's values (nor their autograd graph)
+        return state
+
+
+class Gate(_ForwardMemo, nn.Module):
     """UniPELT gate: sigmoid(Linear(hidden, 1)(x)), averaged over the (unpadded) sequence -> one scalar
     per example. Keeps the last values and, while collecting, a running sum for reports.
 
@@ -327,11 +365,8 @@ class Gate(nn.Module):
                                   and not p._entries(runtime, contexts)]
                 riders = [r for g in group for r in g.riders if r.recall(x, runtime) is None]
                 ref = (weakref.ref(x), x._version)  # an input changed in place since is another input
-                values = _gate_values(group, x, runtime, self.causal, riders)
-                for g, value in zip(group, values):
-                    _keep_for_pass(g, g._pass(runtime), where, ref, value)
-                for r, value in zip(riders, values[len(group):]):
-                    _keep_for_pass(r, r._rider_pass(runtime), where, ref, value)
+                for owner, value in zip(group + riders, _gate_values(group, x, runtime, self.causal, riders)):
+                    owner._keep(runtime, where, ref, value)
                 gate = self.__dict__["_memo"][where][2]
         self.last = gate.detach().flatten()
         if runtime is not None and runtime.collect_gates:
@@ -339,25 +374,8 @@ class Gate(nn.Module):
             self.count += self.last.numel()
         return gate
 
-    def _entries(self, runtime: Runtime, contexts):
-        """This forward's remembered (input ref, pass, value) entries in `contexts` (saved-tensor hooks: the
-        current ones, then those at the model's entry)."""
-        now = self._pass(runtime)
-        memo = self.__dict__["_memo"]
-        return [memo[w] for w in contexts if w in memo and memo[w][1] == now]
-
-    def _remembered(self, x: torch.Tensor, runtime: Runtime, contexts) -> torch.Tensor | None:
-        return next((value for (ref, version), _, value in self._entries(runtime, contexts) if ref() is x and x._version == version), None)
-
-    def _pass(self, runtime: Runtime) -> tuple:
-        """What a remembered value is valid for besides its input and context: this forward (and its mask),
-        the grad mode, these weights."""
-        return (runtime.step, id(runtime.mask), torch.is_grad_enabled(), self.proj.weight._version, self.proj.bias._version)
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        state["_memo"] = {}  # a copy does not inherit a forward's values (nor their autograd graph)
-        return state
+    def _memo_tensors(self) -> tuple:
+        return self.proj.weight, self.proj.bias
 
     def value(self) -> float | None:
         if self.count:
@@ -368,7 +386,7 @@ class Gate(nn.Module):
         self.total, self.count, self.last = 0.0, 0, None
 
 
-class Rider:
+class Rider(_ForwardMemo):
     """A projection that reads a gate's input (LoRA's A, an adapter's down projection): carried by the gate
     (`Gate.carry`), its rows join the gate's product, so the input is read once and backward returns one
     full-width gradient for it instead of one per projection. `recall(x)` gives the carried result for
@@ -377,34 +395,14 @@ class Rider:
     def rider_rows(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
 
-    def _rider_pass(self, runtime: "Runtime") -> tuple:
-        weight, bias = self.rider_rows()
-        return (runtime.step, id(runtime.mask), torch.is_grad_enabled(), weight._version,
-                None if bias is None else bias._version)
+    def _memo_tensors(self) -> tuple:
+        return self.rider_rows()
 
     def recall(self, x: torch.Tensor, runtime: "Runtime | None" = None) -> torch.Tensor | None:
         runtime = runtime or self.__dict__.get("_rider_runtime")
-        memo = self.__dict__.get("_memo")
-        if not memo or runtime is None:
+        if runtime is None or not self.__dict__.get("_memo"):
             return None
-        now = self._rider_pass(runtime)
-        for where in (_saved_tensors_context(), runtime.outer):
-            entry = memo.get(where)
-            if entry is not None and entry[1] == now and entry[0][0]() is x and x._version == entry[0][1]:
-                return entry[2]
-        return None
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        state["_memo"] = {}  # a copy does not inherit a forward's values (nor their autograd graph)
-        return state
-
-
-def _keep_for_pass(owner, now: tuple, where, ref, value) -> None:
-    """Keep `value` for this forward's input `ref` in saved-tensor hooks context `where` (earlier passes dropped)."""
-    memo = {k: v for k, v in owner.__dict__.get("_memo", {}).items() if v[1] == now}
-    memo[where] = (ref, now, value)
-    owner.__dict__["_memo"] = memo
+        return self._remembered(x, runtime, (_saved_tensors_context(), runtime.outer))
 
 
 def _saved_tensors_context() -> int | None:
