@@ -285,6 +285,8 @@ def graph_layers(model, step) -> list[int]:
 
 # (configuration, reference, key): extra paired ratios of the train step, beside the ratio to full FT
 PAIRED = (
+    ("lamina-lora", "peft-lora", "ratio_peft"),
+    ("lamina-lora", "peft-lora-pooler", "ratio_peft_pooler"),
     ("lamina-unipelt", "lamina-lora", "ratio_lora"),
     ("lamina-unipelt-prompt", "lamina-lora", "ratio_lora"),
     ("lamina-unipelt", "lamina-unipelt-parts", "ratio_parts"),
@@ -317,12 +319,6 @@ def bench_train(base, names: list[str], batch: dict, args) -> dict:
             line = "  ".join(f"{n}={statistics.fmean(t[0] for t in times[n][-1]):.2f}s" for n in names)
             print(f"[train round {r + 1}/{args.rounds}] {line}", flush=True)
     summary = summarise(times, "full")
-    for peft_name, key in (("peft-lora", "ratio_peft"), ("peft-lora-pooler", "ratio_peft_pooler")):
-        if peft_name in summary and "lamina-lora" in summary:
-            for prefix, which in (("", 0), ("cpu_", 1)):
-                ratios = [paired(a, b, which) for a, b in zip(times["lamina-lora"], times[peft_name])]
-                summary["lamina-lora"][f"{prefix}{key}"] = statistics.median(ratios)
-                summary["lamina-lora"][f"{prefix}{key}_rounds"] = ratios
     for name, ref, key in PAIRED:
         if name in summary and ref in summary:
             for prefix, which in (("", 0), ("cpu_", 1)):
