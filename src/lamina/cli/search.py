@@ -12,7 +12,7 @@ import typer
 
 from lamina.cli.app import command
 from lamina.errors import LaminaError
-from lamina.outputs import check_output_folder
+from lamina.outputs import check_not_an_input, check_output_folder
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -85,7 +85,7 @@ def search_cmd(
 
     from lamina import checks
     from lamina.evaluate import default_model
-    from lamina.search import Search, SearchConfig, SearchSpace
+    from lamina.search import Search, SearchConfig, SearchSpace, store
 
     hf_logging.set_verbosity_error()
     if workers < 1:
@@ -123,9 +123,12 @@ def search_cmd(
         raise LaminaError(f"--train-seed must be in [0, 2**32), got {train_seed}")
     if threads is not None and threads < 1:
         raise LaminaError(f"--threads must be >= 1, got {threads} (leave it out for cores / workers)")
+    inputs = (model, *(data_dir or ()), space)
     if not spawned:  # an earlier search output is resumed; any other non-empty folder is refused
-        check_output_folder(output, "search", inputs=(model, *(data_dir or ()), space), resume=True)
+        check_output_folder(output, "search", inputs=inputs, resume=True)
     engine = Search(config, output, storage=storage, study=study, heartbeat=heartbeat, say=lambda t: typer.echo(t, err=True))
+    if storage and not spawned and store.sqlite_path(engine.url) is not None:  # the store is written: an output
+        check_not_an_input(store.sqlite_path(engine.url), inputs, "--storage")
     if not spawned:
         engine.preflight()
     if prune and eval_steps is None and epochs <= 1 and not spawned:  # after every check: a refusal stays one line
@@ -137,8 +140,6 @@ def search_cmd(
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
         torch.set_num_threads(threads)
     if workers > 1:
-        from lamina.search import store
-
         store.open_root(engine.storage, study, config.to_dict())  # settings checked once, before any spawn
         argv = [sys.executable, "-m", "lamina.cli", "search", "--spawned-worker", "--workers", "1", "--threads", str(threads),
                 "--output", str(output), "--study", study, "--storage", engine.url, "--heartbeat", str(heartbeat),

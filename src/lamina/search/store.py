@@ -70,10 +70,14 @@ def storage_url(storage: str | None, output: Path) -> str:
         path = Path(storage).expanduser().resolve()
         if path.is_dir():
             raise LaminaError(f"--storage {storage}: is a folder; give a database file or an RDB URL")
-        return f"sqlite:///{path}"
-    if storage.startswith("sqlite") and sqlite_path(storage) is None:
+        storage = f"sqlite:///{path}"
+    elif storage.startswith("sqlite") and sqlite_path(storage) is None:
         raise LaminaError(f"--storage {storage}: an in-memory SQLite database dies with the process (no resume, no "
                           "second worker, nothing for `lamina report`); give a database file or an RDB URL")
+    path = sqlite_path(storage)
+    if path is not None and not path.parent.is_dir():  # a typo must not create folders anywhere on the disk
+        raise LaminaError(f"--storage {redact(storage)}: the folder {path.parent} does not exist; create it first "
+                          "or give another database file")
     return storage
 
 
@@ -85,13 +89,35 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def check_sqlite_file(url: str) -> None:
-    """An existing file given as a SQLite store must be a SQLite database (a header check: nothing is written)."""
+    """An existing file given as a SQLite store must be an empty or Optuna SQLite database: Optuna would add its
+    tables to any other database (someone's application data). Read-only checks: nothing is written."""
     path = sqlite_path(url)
-    if path is not None and path.is_file() and path.stat().st_size > 0:
-        with open(path, "rb") as handle:
-            if handle.read(16) != b"SQLite format 3\x00":
-                raise LaminaError(f"--storage {path}: this file is not a SQLite database; give a new file name, "
-                                  "a search database, or an RDB URL")
+    if path is None or not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb") as handle:
+        if handle.read(16) != b"SQLite format 3\x00":
+            raise LaminaError(f"--storage {path}: this file is not a SQLite database; give a new file name, "
+                              "a search database, or an RDB URL")
+    tables = _sqlite_tables(path)
+    if tables and "studies" not in tables:
+        shown = ", ".join(sorted(tables)[:3]) + (", ..." if len(tables) > 3 else "")
+        raise LaminaError(f"--storage {path}: this SQLite database holds other tables ({shown}), not an Optuna "
+                          "study store; give a new file name or a search database")
+
+
+def _sqlite_tables(path: Path) -> set[str]:
+    """Table names of a SQLite file, opened read-only; empty when it cannot be read (Optuna then says why)."""
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        try:
+            return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            connection.close()
+    except sqlite3.Error as err:
+        log.debug("reading the tables of %s: %s", path, err)
+        return set()
 
 
 def redact(url: str) -> str:
