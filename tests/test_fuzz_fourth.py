@@ -7,15 +7,19 @@ Each ends like the earlier corpora: exit code 2, one `error:` line, nothing crea
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fuzz_world import World, build  # noqa: E402
-from test_fuzz_fresh import answered_cleanly, search  # noqa: E402
+from fuzz_world import WORDS, World, _save_adapter, build, put  # noqa: E402
+from test_fuzz_fresh import answered_cleanly, params, search, suggest, train  # noqa: E402
+from test_fuzz_third import sst2, with_weights  # noqa: E402
 
 CASES: dict[str, object] = {}
 
@@ -31,11 +35,59 @@ def foreign_db(s: Path) -> Path:
     return path
 
 
+def dora_without_magnitudes(w: World, s: Path) -> Path:
+    """A DoRA adapter whose magnitude vectors were dropped, its checksum made valid again."""
+    from lamina import io as lamina_io
+
+    folder = _save_adapter(w.model, "lora:r=2,dora=true", s / "ad")
+    tensors = {k: v for k, v in load_file(str(folder / "adapter.safetensors")).items() if not k.endswith(".magnitude")}
+    save_file(tensors, str(folder / "adapter.safetensors"))
+    w.edit_json(folder / "design.json", lambda d: {**d, "sha256": lamina_io._sha256(folder / "adapter.safetensors")})
+    return folder
+
+
+def int_weight(tensors: dict) -> dict:
+    key = next(k for k in sorted(tensors) if k.endswith("output.dense.weight"))
+    tensors[key] = (tensors[key] * 100).to(torch.int64)
+    return tensors
+
+
+def sparse_ids(w: World, s: Path) -> Path:
+    """A tokenizer of as many tokens as the model has rows, but with the data's words at ids 5000+: the
+    token count passes, the ids do not (the embedding has a few hundred rows)."""
+    folder = w.copy(w.model, s / "m")
+
+    def move(t: dict) -> dict:
+        for i, word in enumerate(WORDS):
+            if word in t["model"]["vocab"]:
+                t["model"]["vocab"][word] = 5000 + i
+        return t
+    w.edit_json(folder / "tokenizer.json", move)
+    return folder
+
+
+def fifo(s: Path) -> Path:
+    os.mkfifo(s / "design.yaml")
+    return s / "design.yaml"
+
+
 CASES.update({
     "search[--storage=sqlite-missing-folder]": lambda w, s: search(w, s, "--storage", f"sqlite:///{s / 'no' / 'dir' / 's.db'}"),
     "search[--storage=bare-path-missing-folder]": lambda w, s: search(w, s, "--storage", str(s / "no" / "s.db")),
     "search[--storage=foreign-sqlite]": lambda w, s: search(w, s, "--storage", str(foreign_db(s))),
     "search[--storage=inside-data-dir]": lambda w, s: search(w, s, "--storage", str(w.glue / "search.db")),
+    # integers beyond what loaders and tensors can index
+    "train[--batch-size=1e23]": lambda w, s: train(w, s, "--batch-size", "99999999999999999999999"),
+    "train[--max-length=2**40]": lambda w, s: train(w, s, "--max-length", str(2**40)),
+    "search[--batch-size=2**40]": lambda w, s: search(w, s, "--batch-size", str(2**40)),
+    "search[--train-limit=2**64]": lambda w, s: search(w, s, "--train-limit", str(2**64)),
+    # adapters, models and designs that do not fit together
+    "export-peft[dora-without-magnitudes]": lambda w, s: ["export-peft", "-a", str(dora_without_magnitudes(w, s)),
+                                                          "-o", str(s / "peft")],
+    "suggest[tokenizer-ids-beyond-embeddings]": lambda w, s: suggest(w, s)[:2] + [str(sparse_ids(w, s))] + suggest(w, s)[3:],
+    "search[one-shot-budget-3]": lambda w, s: search(w, s, "--strategy", "one-shot", "--budget", "3"),
+    "train[weights-int64]": lambda w, s: sst2(with_weights(w, s, int_weight), w, s),
+    "params[design-fifo]": lambda w, s: params(w, str(fifo(s))),
 })
 
 
@@ -60,3 +112,16 @@ def test_an_optuna_store_is_still_opened(tmp_path):
     assert optuna.load_study(storage=store.open_storage(url), study_name="kept").study_name == "kept"
     (tmp_path / "empty.db").touch()
     store.check_sqlite_file(f"sqlite:///{tmp_path / 'empty.db'}")
+
+
+def test_hub_retry_warnings_are_quiet():
+    """huggingface_hub logs one warning per retry of an unreachable Hub (12 lines before the error, found by
+    the corpus); behind the boundary only errors show. A fresh process: logging state is global."""
+    import subprocess
+
+    code = ("import logging; from lamina.cli.boundary import guarded; "
+            "guarded(lambda: logging.getLogger('huggingface_hub.utils._http').warning('Retrying in 1s [Retry 1/5].'))")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_VERBOSITY"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Retrying" not in done.stderr

@@ -53,7 +53,7 @@ def read_text(path: str | Path, what: str = "file") -> str:
     if path.is_dir():
         raise LaminaError(f"{path}: is a folder; expected a {what}")
     if not path.is_file():
-        raise LaminaError(f"{what} not found: {path}")
+        raise LaminaError(f"{what} {'is not a regular file' if path.exists() else 'not found'}: {path}")
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")
@@ -99,6 +99,10 @@ def positive(name: str, value, allow_zero: bool = False) -> None:
     finite(name, value)
     if value < 0 or (value == 0 and not allow_zero):
         raise LaminaError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    if isinstance(value, int) and value >= 2**31 and name in ("--batch-size", "--max-length"):
+        raise LaminaError(f"{name} must be below 2**31 (tensor sizes and loaders index with it), got {value}")
+    if isinstance(value, int) and value >= 2**63:
+        raise LaminaError(f"{name} must be below 2**63, got {value}")
 
 
 # --- model configs -------------------------------------------------------------------------------------
@@ -288,6 +292,8 @@ def check_weights(name: str) -> None:
     if not path.is_dir():
         return
     if any(path.glob("*.safetensors")) or (path / "model.safetensors.index.json").is_file():
+        for file in sorted(path.glob("*.safetensors")):
+            check_float_weights(file)
         return
     pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
@@ -296,6 +302,26 @@ def check_weights(name: str) -> None:
             "unpickling can run code. Convert once, where you trust the file: "
             "AutoModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)")
     raise LaminaError(f"{path}: no model weights here (model.safetensors)")
+
+
+FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+
+
+def check_float_weights(file: Path) -> None:
+    """Every `.weight` / `.bias` in a safetensors header is a float: from_pretrained would silently cast an
+    integer matrix (a damaged or foreign file) to float and train on it. Reads the header only; a broken
+    header is left to the loader, which names it."""
+    try:
+        with open(file, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(size)) if 0 < size < 100_000_000 else {}
+    except (OSError, ValueError):
+        return
+    for key, entry in header.items() if isinstance(header, dict) else ():
+        dtype = entry.get("dtype") if isinstance(entry, dict) else None
+        if key.endswith((".weight", ".bias")) and isinstance(dtype, str) and dtype not in FLOAT_DTYPES:
+            raise LaminaError(f"{file}: tensor '{key}' is {dtype}, not a floating-point weight; this file does not "
+                              "hold weights lamina can load")
 
 
 def max_tokens(config) -> int | None:

@@ -109,6 +109,9 @@ def export_peft(adapter_dir: str | Path, output: str | Path) -> Path:
                     modules.update(codec.export_layer(s, layer, mmap, tensors, f"groups.{g}.{s.method}."))
                 except LaminaError as err:
                     raise LaminaError(f"groups[{g}]: {err}") from None
+                except KeyError as err:  # design.json names a tensor the (checksum-valid) file does not hold
+                    raise LaminaError(f"groups[{g}]: the adapter has no tensor '{err.args[0]}' that its design needs; "
+                                      "design.json and the tensors do not belong together") from None
     out = {f"{PREFIX}{path}.{suffix}": t for path, m in modules.items() for suffix, t in m.tensors.items()}
     heads = [p for p in mmap.head if any(k.startswith(f"heads.{head_key(p)}.") for k in tensors)]
     for path in heads:

@@ -335,6 +335,10 @@ def _check_options(**values) -> None:
         if key in ("batch_size", "max_length", "eval_steps", "max_steps", "grad_accum", "doc_stride", "max_new_tokens",
                    "num_beams") and value < 1:
             raise LaminaError(f"{key} must be >= 1, got {value}")
+        if key in ("batch_size", "max_length", "doc_stride", "grad_accum", "max_new_tokens", "num_beams") and value >= 2**31:
+            raise LaminaError(f"{key} must be below 2**31 (tensor sizes and loaders index with it), got {value}")
+        if isinstance(value, int) and value >= 2**63:
+            raise LaminaError(f"{key} must be below 2**63, got {value}")
         if key in ("train_limit", "eval_limit") and value < 1:
             raise LaminaError(f"{key} must be >= 1, got {value}")
         if key == "warmup_ratio" and not 0 <= value < 1:

@@ -89,12 +89,17 @@ def report(err: BaseException) -> int:
 
 
 def _quiet_libraries() -> None:
-    """transformers' warnings (config notes, loading reports) would add lines to the one-line contract;
-    only its errors show, unless the user set TRANSFORMERS_VERBOSITY."""
+    """transformers' warnings (config notes, loading reports) and huggingface_hub's (one line per retry of an
+    unreachable Hub) would add lines to the one-line contract; only their errors show, unless the user set
+    TRANSFORMERS_VERBOSITY / HF_HUB_VERBOSITY."""
     if "TRANSFORMERS_VERBOSITY" not in os.environ:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+    if "HF_HUB_VERBOSITY" not in os.environ:
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()
 
 
 def guarded(fn, *args, **kwargs):

@@ -133,6 +133,23 @@ def preflight(engine) -> None:
                           "several tasks with --strategy joint or greedy")
     design = supernet_design(engine)
     cell_costs(engine, design)  # builds it on the meta device: a method this model cannot host fails here
+    sized = [m for m in engine.space.strategies.choices if is_sized(m)]
+    smallest = [Design(groups=(Group(first=0, last=0, strategies=(engine.space.strategy(m),)),),
+                       train_head=engine.space.train_head, budget=Budget(target=engine.space.budget, allocation="uniform"))
+                for m in sized]
+    if sized and not any(_fits_under(engine, d) for d in smallest):  # pruning keeps at least one sized cell
+        raise LaminaError(f"budget {engine.space.budget}: below the smallest design the supernet can be pruned to "
+                          f"(one layer with one of {', '.join(sized)}); give a larger budget")
+
+
+def _fits_under(engine, design: Design) -> bool:
+    """The design at size 1 does not already overshoot the budget (falling short of a large budget is the
+    solver's to fix with more layers; overshooting at the smallest size nothing can fix)."""
+    try:
+        budget = engine.dry_run(design).budget
+    except DesignError:
+        return False
+    return budget["achieved"] <= budget["target"] + budget["tolerance"]
 
 
 def search(engine, root: optuna.Study) -> dict:

@@ -185,7 +185,7 @@ def suggest(model, task, data_dir=None, budget="0.5%", *, methods=None, probe_st
     check_not_empty(examples, f"{spec.name} train split")
     with _seeded(seed):  # a fresh task head is initialised here: the same seed gives the same head
         model_obj, tokenizer = load_model(model, spec)
-    features = _features(spec, examples, tokenizer, max_length, doc_stride)
+    features = _features(spec, examples, tokenizer, max_length, doc_stride, model_obj)
     if for_steps is not None and for_steps < 1:
         raise LaminaError(f"for_steps must be >= 1, got {for_steps}")
     if probe_steps is not None and for_steps is None:  # an explicit probe length, no run to cap it
@@ -223,7 +223,7 @@ def suggest_for_run(design, model_name_or_path, spec, train_examples, output_dir
                                folder=folder, reused=True)
     with _seeded(options["seed"]):  # as in `suggest`: the fresh head is part of what the seed fixes
         model, tokenizer = load_model(model_name_or_path, spec)
-    features = _features(spec, train_examples, tokenizer, max_length, doc_stride)
+    features = _features(spec, train_examples, tokenizer, max_length, doc_stride, model)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     planned = planned_steps(len(features), batch_size, epochs=epochs, max_steps=max_steps, grad_accum=grad_accum,
                             world_size=world)
@@ -248,10 +248,13 @@ def _record(probe: dict, design: Design, budget, *, design_string: str, folder: 
             "reused": reused}
 
 
-def _features(spec, examples, tokenizer, max_length: int, doc_stride: int) -> list[dict]:
+def _features(spec, examples, tokenizer, max_length: int, doc_stride: int, model) -> list[dict]:
+    """The probe's features, checked like training's against the model (token ids within its embeddings)."""
     from lamina.evaluate import encode
+    from lamina.tasks.kind import TaskOptions
 
-    features = encode(spec, examples, tokenizer, max_length, doc_stride, train=True)
+    options = TaskOptions(max_length=max_length, doc_stride=doc_stride, model_config=model.config)
+    features = encode(spec, examples, tokenizer, max_length, doc_stride, train=True, options=options)
     if not features:
         raise LaminaError(f"{spec.name} train split: no examples to probe on")
     return features
