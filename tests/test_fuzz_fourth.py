@@ -66,6 +66,13 @@ def sparse_ids(w: World, s: Path) -> Path:
     return folder
 
 
+def hard_link(s: Path) -> list[str]:
+    """predict's input and, as --output, a hard link to it: the same file under another name."""
+    source = put(s, "in.jsonl", '{"text": "good film"}\n')
+    os.link(source, s / "out.jsonl")
+    return ["-i", str(source), "-o", str(s / "out.jsonl"), "--overwrite"]
+
+
 def fifo(s: Path) -> Path:
     os.mkfifo(s / "design.yaml")
     return s / "design.yaml"
@@ -88,6 +95,7 @@ CASES.update({
     "search[one-shot-budget-3]": lambda w, s: search(w, s, "--strategy", "one-shot", "--budget", "3"),
     "train[weights-int64]": lambda w, s: sst2(with_weights(w, s, int_weight), w, s),
     "params[design-fifo]": lambda w, s: params(w, str(fifo(s))),
+    "predict[--output=hard-link-to-input]": lambda w, s: ["predict", "-a", str(w.adapter), *hard_link(s)],
 })
 
 

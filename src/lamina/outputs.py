@@ -59,7 +59,7 @@ def check_not_an_input(output: str | Path, inputs: Iterable, flag: str = "--outp
         source = local(item)
         if source is None:
             continue
-        if out == source:
+        if out == source or (out.exists() and os.path.samefile(out, source)):  # a hard link is the same file
             raise LaminaError(f"{flag} {output} is an input of this command ({item}); write the output somewhere else")
         if source.is_dir() and _inside(out, source):
             raise LaminaError(f"{flag} {output} lies inside the input folder {item}; write the output somewhere else")
