@@ -78,6 +78,9 @@ def fifo(s: Path) -> Path:
     return s / "design.yaml"
 
 
+LONG = "a" * 300  # one path component beyond the 255 bytes file systems allow: ENAMETOOLONG
+
+
 CASES.update({
     "search[--storage=sqlite-missing-folder]": lambda w, s: search(w, s, "--storage", f"sqlite:///{s / 'no' / 'dir' / 's.db'}"),
     "search[--storage=bare-path-missing-folder]": lambda w, s: search(w, s, "--storage", str(s / "no" / "s.db")),
@@ -96,6 +99,14 @@ CASES.update({
     "train[weights-int64]": lambda w, s: sst2(with_weights(w, s, int_weight), w, s),
     "params[design-fifo]": lambda w, s: params(w, str(fifo(s))),
     "predict[--output=hard-link-to-input]": lambda w, s: ["predict", "-a", str(w.adapter), *hard_link(s)],
+    # a path component longer than the file system allows (found while the fifth corpus was being written)
+    "predict[--output=name-too-long]": lambda w, s: ["predict", "-a", str(w.adapter), "-i",
+                                                     str(put(s, "in.jsonl", '{"text": "x"}\n')), "-o", str(s / LONG)],
+    "params[--design=name-too-long]": lambda w, s: params(w, str(s / f"{LONG}.yaml")),
+    "train[--data-dir=name-too-long]": lambda w, s: train(w, s)[:6] + [str(s / LONG)] + train(w, s)[7:],
+    "eval[--adapter=name-too-long]": lambda w, s: ["eval", "-a", str(s / LONG), "--task", "sst2", "--data-dir", str(w.glue)],
+    "search[--storage=name-too-long]": lambda w, s: search(w, s, "--storage", str(s / f"{LONG}.db")),
+    "report[record=name-too-long]": lambda w, s: ["report", str(s / LONG), "-o", str(s / "rep")],
 })
 
 

@@ -14,6 +14,7 @@ value pydantic rejects, a file that is not UTF-8 text). Everything else is treat
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -26,6 +27,9 @@ from typer.core import TyperGroup
 from lamina.errors import LaminaError
 
 USER_EXIT, BUG_EXIT = 2, 1
+# OS errors that only a path or disk the user chose can cause: a name too long, a symlink loop, a read-only
+# file system, a full disk or quota
+PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ELOOP, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 # click's exception base, whether typer vendors click (typer >= 0.2x) or uses the click package
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -69,6 +73,10 @@ def describe(err: BaseException) -> str | None:
         return one_line(_pydantic(err))
     if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)):
         where = f": {err.filename}" if getattr(err, "filename", None) else ""
+        return one_line(f"{err.strerror or type(err).__name__}{where}")
+    if isinstance(err, OSError) and err.errno in PATH_ERRNOS:  # the path or disk the user named, not a bug
+        name = str(err.filename or "")
+        where = f": {name if len(name) <= 160 else name[:80] + '...' + name[-60:]}" if name else ""
         return one_line(f"{err.strerror or type(err).__name__}{where}")
     if isinstance(err, UnicodeDecodeError):
         return one_line(f"an input file is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8")
