@@ -110,6 +110,28 @@ CASES.update({
 })
 
 
+@pytest.mark.parametrize("flag,path,reason", [
+    ("--train-file", "/dev/zero", "is not a regular file"), ("--train-file", "fifo", "is not a regular file"),
+    ("--design", "fifo", "design file is not a regular file"), ("--train-file", "missing.jsonl", "file not found")])
+def test_a_device_or_pipe_is_not_called_missing(flag, path, reason, world: World, tmp_path, monkeypatch):
+    """/dev/zero or a named pipe given as a file exists: the message says what it is, not 'not found'."""
+    from typer.testing import CliRunner
+
+    from lamina.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo(tmp_path / "fifo")
+    argv = ["train", "--model", str(world.model), "--task", "text", "--train-file", str(world.text / "dev.jsonl"),
+            "--dev-file", str(world.text / "dev.jsonl"), "--design", "bitfit", "--output", str(tmp_path / "run")]
+    argv[argv.index(flag) + 1] = path
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2 and reason in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:
     return build(tmp_path_factory.mktemp("fourth-world"))

@@ -342,7 +342,9 @@ def config_from(model: str):
     path = Path(model)
     if path.suffix == ".json":
         if not path.is_file():
-            raise LaminaError(f"config file not found: {path}")
+            from lamina.checks import not_a_file
+
+            raise LaminaError(f"config file {not_a_file(path)}: {path}")
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:

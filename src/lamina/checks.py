@@ -48,12 +48,21 @@ def first_line(err: BaseException) -> str:
 
 
 # --- files -------------------------------------------------------------------------------------------
+def not_a_file(path: str | Path) -> str:
+    """Why `path` (not a regular file) cannot be read as one: a missing path and a device, pipe or folder
+    need different fixes."""
+    path = Path(path)
+    if path.is_dir():
+        return "is a folder, not a file"
+    return "is not a regular file (a device, pipe or socket)" if path.exists() else "not found"
+
+
 def read_text(path: str | Path, what: str = "file") -> str:
     path = Path(path)
     if path.is_dir():
         raise LaminaError(f"{path}: is a folder; expected a {what}")
     if not path.is_file():
-        raise LaminaError(f"{what} {'is not a regular file' if path.exists() else 'not found'}: {path}")
+        raise LaminaError(f"{what} {not_a_file(path)}: {path}")
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")

@@ -173,7 +173,9 @@ class Design(_Strict):
     def from_file(cls, path: str | Path) -> "Design":
         path = Path(path)
         if not path.is_file():
-            raise DesignError(f"design file {'is not a regular file' if path.exists() else 'not found'}: {path}")
+            from lamina.checks import not_a_file
+
+            raise DesignError(f"design file {not_a_file(path)}: {path}")
         from lamina.checks import load_yaml
 
         data = load_yaml(path, "design file", DesignError)  # YAML is a superset of JSON

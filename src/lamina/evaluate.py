@@ -53,7 +53,11 @@ def resolve_task(task: str | TaskSpec, data_dir=None) -> tuple[TaskSpec, Path | 
     data = data_source(data_dir)
     missing = data.missing() if isinstance(data, DataFiles) else (None if data.exists() else data)
     if missing is not None:
-        raise TaskError.at(missing, "data folder not found" if missing == data else "file not found")
+        from lamina.checks import not_a_file
+
+        reason = not_a_file(missing)
+        raise TaskError.at(missing, f"data folder {reason}" if missing == data and reason == "not found" else
+                           f"file {reason}" if reason == "not found" else reason)
     if own is not None:
         return own.spec_from_data(data), data
     return get_task(task), data

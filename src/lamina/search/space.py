@@ -195,7 +195,9 @@ class SearchSpace(_Strict):
 
         path = Path(path)
         if not path.is_file():
-            raise SpaceError(f"search space file not found: {path}")
+            from lamina.checks import not_a_file
+
+            raise SpaceError(f"search space file {not_a_file(path)}: {path}")
         data = load_yaml(path, "search space file", SpaceError)
         if not isinstance(data, dict):
             raise SpaceError(f"{path}: a search space must be a mapping (see docs/search/space.yaml)")

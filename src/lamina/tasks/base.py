@@ -153,7 +153,10 @@ class TaskSpec:
 def require_file(path: Path) -> Path:
     """Fail early with the full path instead of a bare FileNotFoundError deep in a reader."""
     if not path.is_file():
-        raise TaskError.at(path, "file not found")
+        from lamina.checks import not_a_file
+
+        reason = not_a_file(path)
+        raise TaskError.at(path, f"file {reason}" if reason == "not found" else reason)
     return path
 
 
