@@ -41,7 +41,8 @@ def test_tensorboard_curves_are_readable_by_tensorboard(tmp_path):
 
 
 @pytest.mark.parametrize("name, words", [("carrier-pigeon", "unknown integration"),
-                                         ("neptune", "package is not installed")])
+                                         ("neptune", "package is not installed"),
+                                         ("none,tensorboard", "'none' stands alone")])
 def test_unknown_or_missing_integrations_are_refused_before_anything_is_written(tmp_path, name, words):
     out = tmp_path / "run"
     result = runner.invoke(app, train_args(tmp_path, out, "--report-to", name))

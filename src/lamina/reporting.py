@@ -32,6 +32,10 @@ def check(names) -> list[str]:
     available = get_available_reporting_integrations()
     if wanted == ["all"]:
         return list(available)
+    alone = next((n for n in ("none", "all") if n in wanted), None)
+    if alone:
+        raise LaminaError(f"--report-to {','.join(wanted)}: '{alone}' stands alone; give it by itself or name the "
+                          "integrations")
     for name in wanted:
         if name not in known():
             raise LaminaError(f"--report-to {name}: unknown integration (the Trainer's are: {', '.join(known())}, "
