@@ -166,3 +166,21 @@ def test_hub_retry_warnings_are_quiet():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Retrying" not in done.stderr
+
+
+@pytest.mark.parametrize("argv", [["eval", "--num-beams", "129"], ["predict", "--num-beams", "100000"]])
+def test_beam_width_is_bounded_before_any_model_loads(argv, world: World, tmp_path, monkeypatch):
+    """10^5 beams on a tiny Llama filled 24 GB before the kernel killed it; beyond 128 is refused up front."""
+    from typer.testing import CliRunner
+
+    from lamina.cli import app
+    from lamina.train import _check_options
+
+    monkeypatch.chdir(tmp_path)
+    extra = ["--task", "sst2", "--data-dir", str(world.glue)] if argv[0] == "eval" else \
+        ["-i", str(put(tmp_path, "in.jsonl", '{"text": "x"}\n'))]
+    result = CliRunner().invoke(app, [argv[0], "-a", str(world.adapter), *extra, *argv[1:]])
+    assert result.exit_code == 2 and "--num-beams must be at most 128" in result.stderr, result.stderr
+    with pytest.raises(Exception, match="num_beams must be at most 128"):
+        _check_options(num_beams=129)
+    _check_options(num_beams=128)

@@ -97,6 +97,8 @@ def test_llama_chat_files_train(root, tmp_path):
     ({"messages": [{"role": "assistant", "content": ""}]}, "train.jsonl:2: field 'messages': assistant turn 0 is empty"),
     ({"messages": [{"role": "robot", "content": "x"}]}, "train.jsonl:2: field 'messages': turn 0 needs a 'role'"),
     ({"messages": "hello"}, "train.jsonl:2: field 'messages' must be a non-empty list"),
+    ({"messages": [{"role": "assistant", "content": "y"}], "response": "b"},
+     "train.jsonl:2: a row gives both 'messages' and 'response'"),
 ])
 def test_bad_lines_name_file_line_and_field(tmp_path, record, message):
     from lamina.tasks.sft import load_sft

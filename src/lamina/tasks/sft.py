@@ -52,6 +52,10 @@ def load_sft(path, limit: int | None = None, need_answer: bool = True) -> list[d
     for line, rec in records(path):
         ex = {"id": str(rec.get("id", len(examples))), "file": str(path), "line": line}
         if "messages" in rec:
+            both = [k for k in ("prompt", "response") if k in rec]
+            if both:  # which one would be trained on is not the user's to guess
+                raise TaskError.at(path, f"a row gives both 'messages' and '{both[0]}'; give one form per row "
+                                         "(a chat, or a prompt and response)", line)
             ex["messages"] = _messages(rec, path, line, need_answer)
         else:
             ex["prompt"] = text_field(rec, "prompt", path, line, empty_ok=True)
