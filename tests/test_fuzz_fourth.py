@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fuzz_world import WORDS, World, _save_adapter, build, put  # noqa: E402
 from test_fuzz_fresh import answered_cleanly, params, search, suggest, train  # noqa: E402
-from test_fuzz_third import sst2, with_weights  # noqa: E402
+from test_fuzz_third import model_copy, sst2, with_weights  # noqa: E402
 
 CASES: dict[str, object] = {}
 
@@ -98,6 +98,12 @@ CASES.update({
     "search[one-shot-budget-3]": lambda w, s: search(w, s, "--strategy", "one-shot", "--budget", "3"),
     "train[weights-int64]": lambda w, s: sst2(with_weights(w, s, int_weight), w, s),
     "params[design-fifo]": lambda w, s: params(w, str(fifo(s))),
+    "train[adapter-bottleneck-1e7]": lambda w, s: train(w, s, design="adapter:bottleneck=10000000"),  # 28 GB asked
+    # config.json values transformers reads without checking (found while the fifth corpus was being written)
+    **{f"train[config-{key}={value}]": (lambda key=key, value=value: lambda w, s: sst2(w.edit_json(
+        model_copy(w, s) / "config.json", lambda c: {**c, key: value}).parent, w, s))()
+       for key, value in (("hidden_act", "swishy"), ("hidden_dropout_prob", 2.0), ("attention_probs_dropout_prob", -0.5),
+                          ("layer_norm_eps", -1.0), ("dtype", "int8"))},
     "predict[--output=hard-link-to-input]": lambda w, s: ["predict", "-a", str(w.adapter), *hard_link(s)],
     # a path component longer than the file system allows (found while the fifth corpus was being written)
     "predict[--output=name-too-long]": lambda w, s: ["predict", "-a", str(w.adapter), "-i",

@@ -342,7 +342,7 @@ def config_from(model: str):
     path = Path(model)
     if path.suffix == ".json":
         if not path.is_file():
-            from lamina.checks import not_a_file
+            from lamina.util import not_a_file
 
             raise LaminaError(f"config file {not_a_file(path)}: {path}")
         try:

@@ -21,6 +21,7 @@ import math
 from pathlib import Path
 
 from lamina.errors import LaminaError
+from lamina.util import not_a_file
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 DESIGN_SUFFIXES = (".yaml", ".yml", ".json")
@@ -48,15 +49,6 @@ def first_line(err: BaseException) -> str:
 
 
 # --- files -------------------------------------------------------------------------------------------
-def not_a_file(path: str | Path) -> str:
-    """Why `path` (not a regular file) cannot be read as one: a missing path and a device, pipe or folder
-    need different fixes."""
-    path = Path(path)
-    if path.is_dir():
-        return "is a folder, not a file"
-    return "is not a regular file (a device, pipe or socket)" if path.exists() else "not found"
-
-
 def read_text(path: str | Path, what: str = "file") -> str:
     path = Path(path)
     if path.is_dir():
@@ -143,6 +135,7 @@ def check_config_dict(data: dict, where) -> None:
     deep = next((k for k in DEPTH_FIELDS if isinstance(data.get(k), int) and data[k] > MAX_DEPTH), None)
     if deep is not None:
         raise LaminaError(f"{where}: '{deep}' is {data[deep]:,}; lamina builds models of at most {MAX_DEPTH:,} layers")
+    _check_numerics(data, where)
     vocab, pad = data.get("vocab_size"), data.get("pad_token_id")
     if isinstance(vocab, int) and isinstance(pad, int) and not isinstance(pad, bool) and not 0 <= pad < vocab:
         raise LaminaError(f"{where}: 'pad_token_id' {pad} is outside the vocabulary (0..{vocab - 1}, vocab_size {vocab})")
@@ -158,6 +151,28 @@ def check_config_dict(data: dict, where) -> None:
     labels = data.get("id2label")
     if labels is not None and not (isinstance(labels, dict) and all(str(k).lstrip("-").isdigit() for k in labels)):
         raise LaminaError(f"{where}: 'id2label' must map label ids (\"0\", \"1\", ...) to names")
+
+
+ACT_FIELDS = ("hidden_act", "activation_function", "hidden_activation")
+EPS_FIELDS = ("layer_norm_eps", "layer_norm_epsilon", "rms_norm_eps")
+
+
+def _check_numerics(data: dict, where) -> None:
+    """Fields transformers reads without checking: an activation it does not know (a KeyError deep in the
+    build), a dropout probability outside [0, 1], a non-positive norm epsilon (NaN for near-constant rows)."""
+    from transformers.activations import ACT2FN
+
+    for key in ACT_FIELDS:
+        value = data.get(key)
+        if isinstance(value, str) and value not in ACT2FN:
+            raise LaminaError(f"{where}: '{key}' {value!r} is not an activation transformers knows "
+                              f"(e.g. {', '.join(sorted(ACT2FN)[:6])}, ...)")
+    for key, value in data.items():
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if is_number and key.endswith(("dropout", "dropout_prob", "_pdrop", "dropout_rate")) and not 0 <= value <= 1:
+            raise LaminaError(f"{where}: '{key}' is {value}; a dropout probability is between 0 and 1")
+        if is_number and key in EPS_FIELDS and not value > 0:
+            raise LaminaError(f"{where}: '{key}' is {value}; a normalisation epsilon must be > 0")
 
 
 def _looks_like_path(name: str) -> bool:

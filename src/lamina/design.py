@@ -173,7 +173,7 @@ class Design(_Strict):
     def from_file(cls, path: str | Path) -> "Design":
         path = Path(path)
         if not path.is_file():
-            from lamina.checks import not_a_file
+            from lamina.util import not_a_file
 
             raise DesignError(f"design file {not_a_file(path)}: {path}")
         from lamina.checks import load_yaml

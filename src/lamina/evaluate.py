@@ -53,7 +53,7 @@ def resolve_task(task: str | TaskSpec, data_dir=None) -> tuple[TaskSpec, Path | 
     data = data_source(data_dir)
     missing = data.missing() if isinstance(data, DataFiles) else (None if data.exists() else data)
     if missing is not None:
-        from lamina.checks import not_a_file
+        from lamina.util import not_a_file
 
         reason = not_a_file(missing)
         raise TaskError.at(missing, f"data folder {reason}" if missing == data and reason == "not found" else
@@ -125,11 +125,14 @@ def meta_model_for(spec: TaskSpec, config):
     cls, kwargs = spec.type.model_class(spec, config)
     config = copy.deepcopy(config)
     config.update(kwargs)
+    if type(config) not in getattr(cls, "_model_mapping", {type(config): None}):
+        raise _kind_error(spec, cls, config)  # the auto class has no model of this type (e.g. sft on T5)
     try:
         with torch.device("meta"):
             return cls.from_config(config)
-    except ValueError:  # the auto class has no model of this type (e.g. sft on T5, seq2seq on GPT-2)
-        raise _kind_error(spec, cls, config) from None
+    except (ValueError, KeyError, TypeError) as err:  # a config value the model's modules refuse
+        raise LaminaError(f"config.json does not build a {getattr(config, 'model_type', '?')} model: "
+                          f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}") from None
 
 
 def _config_weight_clash(model_name_or_path: str, spec: TaskSpec, config) -> str | None:

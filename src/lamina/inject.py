@@ -58,6 +58,9 @@ def full_design(model: nn.Module) -> Design | None:
     return model.__dict__.get(_FULL)
 
 
+MAX_SIZE_RATIO, MIN_SIZE_LIMIT = 10, 50_000_000  # a design may store at most 10x the base (or 50M values)
+
+
 def clear_full(model: nn.Module) -> None:
     model.__dict__.pop(_FULL, None)
 
@@ -85,8 +88,10 @@ def apply(model: nn.Module, design, *, name: str = "default", dry_run: bool = Fa
     existing = _container(model)
     if name in existing:
         raise DesignError(f"an adapter named '{name}' is already on this model")
+    planned = Report(design, dry_rows(design, model, mmap), base_params, base_head, name, budget)
     if dry_run:
-        return Report(design, dry_rows(design, model, mmap), base_params, base_head, name, budget)
+        return planned
+    check_size(planned.stored, base_params)
     ctx = BuildContext(mmap, hidden_size(model), runtime_of(model), name, model)
     with torch.device(next(model.parameters()).device):
         adapters = build_adapters(design, ctx)
@@ -108,6 +113,15 @@ def apply(model: nn.Module, design, *, name: str = "default", dry_run: bool = Fa
         attach_heads(adapters.heads, ctx)
     set_active(model, name)
     return report
+
+
+def check_size(stored: int, base_params: int) -> None:
+    """A design many times larger than the model it adapts is a typo (adapter:bottleneck=10000000 asked a tiny
+    BERT for 28 GB), not parameter-efficient tuning: refused before anything is allocated."""
+    limit = max(MAX_SIZE_RATIO * base_params, MIN_SIZE_LIMIT)
+    if stored > limit:
+        raise DesignError(f"this design stores {stored:,} parameters, more than {MAX_SIZE_RATIO}x the base model's "
+                          f"{base_params:,}; check its sizes (r, bottleneck, length, mlp)")
 
 
 def _container(model: nn.Module) -> nn.ModuleDict:

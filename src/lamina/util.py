@@ -92,3 +92,12 @@ def write_folder(directory: str | Path, writers: dict) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def not_a_file(path: str | Path) -> str:
+    """Why `path` (not a regular file) cannot be read as one: a missing path and a device, pipe or folder
+    need different fixes."""
+    path = Path(path)
+    if path.is_dir():
+        return "is a folder, not a file"
+    return "is not a regular file (a device, pipe or socket)" if path.exists() else "not found"

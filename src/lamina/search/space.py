@@ -195,7 +195,7 @@ class SearchSpace(_Strict):
 
         path = Path(path)
         if not path.is_file():
-            from lamina.checks import not_a_file
+            from lamina.util import not_a_file
 
             raise SpaceError(f"search space file {not_a_file(path)}: {path}")
         data = load_yaml(path, "search space file", SpaceError)

@@ -153,7 +153,7 @@ class TaskSpec:
 def require_file(path: Path) -> Path:
     """Fail early with the full path instead of a bare FileNotFoundError deep in a reader."""
     if not path.is_file():
-        from lamina.checks import not_a_file
+        from lamina.util import not_a_file
 
         reason = not_a_file(path)
         raise TaskError.at(path, f"file {reason}" if reason == "not found" else reason)
