@@ -174,9 +174,12 @@ def test_hub_retry_warnings_are_quiet():
     assert "Retrying" not in done.stderr
 
 
-@pytest.mark.parametrize("argv", [["eval", "--num-beams", "129"], ["predict", "--num-beams", "100000"]])
-def test_beam_width_is_bounded_before_any_model_loads(argv, world: World, tmp_path, monkeypatch):
-    """10^5 beams on a tiny Llama filled 24 GB before the kernel killed it; beyond 128 is refused up front."""
+@pytest.mark.parametrize("argv,message", [(["eval", "--num-beams", "129"], "--num-beams must be at most 128"),
+                                          (["predict", "--num-beams", "100000"], "--num-beams must be at most 128"),
+                                          (["eval", "--max-new-tokens", "1000000000"], "--max-new-tokens must be at most")])
+def test_generation_sizes_are_bounded_before_any_model_loads(argv, message, world: World, tmp_path, monkeypatch):
+    """10^5 beams on a tiny Llama filled 24 GB before the kernel killed it; 10^9 new tokens on a T5 (no fixed
+    context) that never says EOS ran until the timeout. Both refused up front (train checks the same)."""
     from typer.testing import CliRunner
 
     from lamina.cli import app
@@ -186,7 +189,8 @@ def test_beam_width_is_bounded_before_any_model_loads(argv, world: World, tmp_pa
     extra = ["--task", "sst2", "--data-dir", str(world.glue)] if argv[0] == "eval" else \
         ["-i", str(put(tmp_path, "in.jsonl", '{"text": "x"}\n'))]
     result = CliRunner().invoke(app, [argv[0], "-a", str(world.adapter), *extra, *argv[1:]])
-    assert result.exit_code == 2 and "--num-beams must be at most 128" in result.stderr, result.stderr
-    with pytest.raises(Exception, match="num_beams must be at most 128"):
-        _check_options(num_beams=129)
-    _check_options(num_beams=128)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    for key, bad, good in (("num_beams", 129, 128), ("max_new_tokens", 65_537, 65_536)):
+        with pytest.raises(Exception, match=f"{key} must be at most"):
+            _check_options(**{key: bad})
+        _check_options(**{key: good})

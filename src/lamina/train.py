@@ -44,7 +44,7 @@ from lamina.evaluate import (
     by_length, check_design, check_model, check_not_empty, load_model, resolve_task, task_for_model,
 )
 from lamina.tasks.base import DataFiles
-from lamina.tasks.generation import MAX_BEAMS
+from lamina.tasks.generation import MAX_BEAMS, MAX_NEW_TOKENS
 from lamina.tasks.kind import EvalSet, TaskOptions
 from lamina.tasks.regression import init_regression_bias  # noqa: F401  (public here since it was born here)
 from lamina.outputs import resolve_model
@@ -338,6 +338,8 @@ def _check_options(**values) -> None:
             raise LaminaError(f"{key} must be >= 1, got {value}")
         if key in ("batch_size", "max_length", "doc_stride", "grad_accum", "max_new_tokens", "num_beams") and value >= 2**31:
             raise LaminaError(f"{key} must be below 2**31 (tensor sizes and loaders index with it), got {value}")
+        if key == "max_new_tokens" and value > MAX_NEW_TOKENS:
+            raise LaminaError(f"max_new_tokens must be at most {MAX_NEW_TOKENS:,}, got {value}")
         if key == "num_beams" and value > MAX_BEAMS:
             raise LaminaError(f"num_beams must be at most {MAX_BEAMS} (every beam's cache is held at once), got {value}")
         if isinstance(value, int) and value >= 2**63:
