@@ -91,6 +91,8 @@ CASES.update({
     "train[--max-length=2**40]": lambda w, s: train(w, s, "--max-length", str(2**40)),
     "search[--batch-size=2**40]": lambda w, s: search(w, s, "--batch-size", str(2**40)),
     "search[--train-limit=2**64]": lambda w, s: search(w, s, "--train-limit", str(2**64)),
+    "search[--threads=2**64]": lambda w, s: search(w, s, "--threads", str(2**64)),  # was an overflow in torch
+    "search[--workers=100000]": lambda w, s: search(w, s, "--workers", "100000"),  # would start 10^5 processes
     # adapters, models and designs that do not fit together
     "export-peft[dora-without-magnitudes]": lambda w, s: ["export-peft", "-a", str(dora_without_magnitudes(w, s)),
                                                           "-o", str(s / "peft")],

@@ -90,6 +90,10 @@ def search_cmd(
     hf_logging.set_verbosity_error()
     if workers < 1:
         raise LaminaError(f"--workers must be >= 1, got {workers}")
+    cores = os.cpu_count() or 1
+    if workers > 4 * cores:  # each is a process holding a model: beyond this a machine only thrashes
+        raise LaminaError(f"--workers {workers} is more than 4 per core on this machine ({cores} cores); "
+                          "start workers on more machines sharing one --storage instead")
     if heartbeat < 1:
         raise LaminaError(f"--heartbeat must be >= 1, got {heartbeat}")
     if not study.strip():
@@ -123,6 +127,9 @@ def search_cmd(
         raise LaminaError(f"--train-seed must be in [0, 2**32), got {train_seed}")
     if threads is not None and threads < 1:
         raise LaminaError(f"--threads must be >= 1, got {threads} (leave it out for cores / workers)")
+    if threads is not None and threads > 4 * cores:
+        raise LaminaError(f"--threads {threads} is more than 4 per core on this machine ({cores} cores); "
+                          "leave it out for cores / workers")
     inputs = (model, *(data_dir or ()), space)
     if not spawned:  # an earlier search output is resumed; any other non-empty folder is refused
         check_output_folder(output, "search", inputs=inputs, resume=True)
