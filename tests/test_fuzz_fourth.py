@@ -73,6 +73,17 @@ def hard_link(s: Path) -> list[str]:
     return ["-i", str(source), "-o", str(s / "out.jsonl"), "--overwrite"]
 
 
+def record_with(w: World, s: Path, field: str, value) -> Path:
+    """The world's real search record with every trial's `field` set to `value`."""
+    import json
+
+    record = json.loads((w.record / "search.json").read_text())
+    for stage in record["stages"]:
+        for trial in stage["trials"]:
+            trial[field] = value
+    return put(s, "r/search.json", json.dumps(record)).parent
+
+
 def fifo(s: Path) -> Path:
     os.mkfifo(s / "design.yaml")
     return s / "design.yaml"
@@ -100,6 +111,8 @@ CASES.update({
     "search[one-shot-budget-3]": lambda w, s: search(w, s, "--strategy", "one-shot", "--budget", "3"),
     "train[weights-int64]": lambda w, s: sst2(with_weights(w, s, int_weight), w, s),
     "params[design-fifo]": lambda w, s: params(w, str(fifo(s))),
+    "report[trial-score-string]": lambda w, s: ["report", str(record_with(w, s, "score", "high")), "-o", str(s / "rep")],
+    "report[trial-trainable-negative]": lambda w, s: ["report", str(record_with(w, s, "trainable", -5)), "-o", str(s / "rep")],
     "train[adapter-bottleneck-1e7]": lambda w, s: train(w, s, design="adapter:bottleneck=10000000"),  # 28 GB asked
     # config.json values transformers reads without checking (found while the fifth corpus was being written)
     **{f"train[config-{key}={value}]": (lambda key=key, value=value: lambda w, s: sst2(w.edit_json(

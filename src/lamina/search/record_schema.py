@@ -24,9 +24,10 @@ class Trial(_Loose):
     state: str
     counted: bool
     value: Optional[Number]
+    score: Optional[Number] = None
     label: Optional[str]  # None: a joint slot whose sampled point was infeasible (never trained)
     intermediate: Optional[dict[str, Number]] = None
-    trainable: Optional[int]
+    trainable: Optional[int] = Field(ge=0)
     steps: Optional[int]
     seconds: Optional[Number]
 
