@@ -113,6 +113,11 @@ CASES.update({
     "params[design-fifo]": lambda w, s: params(w, str(fifo(s))),
     "report[trial-score-string]": lambda w, s: ["report", str(record_with(w, s, "score", "high")), "-o", str(s / "rep")],
     "report[trial-trainable-negative]": lambda w, s: ["report", str(record_with(w, s, "trainable", -5)), "-o", str(s / "rep")],
+    # PiSSA / OLoRA / CorDA / LoftQ adapters only fit the changed base they trained against (PEFT converts them
+    # to plain LoRA on request, which also sets init_lora_weights back to true)
+    **{f"import-peft[init={init}]": (lambda init=init: lambda w, s: ["import-peft", "-a", str(w.edit_json(
+        w.copy(w.peft, s / "pf") / "adapter_config.json", lambda c: {**c, "init_lora_weights": init}).parent),
+        "-o", str(s / "ad")])() for init in ("pissa", "pissa_niter_4", "olora", "corda", "loftq")},
     "train[adapter-bottleneck-1e7]": lambda w, s: train(w, s, design="adapter:bottleneck=10000000"),  # 28 GB asked
     # config.json values transformers reads without checking (found while the fifth corpus was being written)
     **{f"train[config-{key}={value}]": (lambda key=key, value=value: lambda w, s: sst2(w.edit_json(

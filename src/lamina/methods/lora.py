@@ -236,6 +236,11 @@ UNSUPPORTED = {
 }
 
 
+# initialisations that subtract the starting adapter from the base weights (PiSSA, OLoRA, LoftQ, CorDA): the
+# saved tensors are relative to that residual base, not to the base model
+BASE_CHANGING_INITS = ("pissa", "olora", "loftq", "corda")
+
+
 class LoRACodec(PeftCodec):
     peft_type, config_class = "LORA", "LoraConfig"
 
@@ -276,6 +281,11 @@ class LoRACodec(PeftCodec):
                 raise LaminaError(f"{path}: {what} has no lamina equivalent")
         if cfg.get("bias", "none") != "none":
             raise LaminaError(f"{path}: trained biases (bias='{cfg['bias']}') are not imported; lamina expresses them as BitFit")
+        init = cfg.get("init_lora_weights")
+        if isinstance(init, str) and init.lower().startswith(BASE_CHANGING_INITS):
+            raise LaminaError(f"{path}: init_lora_weights '{init}' changed the base weights while training, so these "
+                              "LoRA tensors only fit that changed base; convert the adapter to plain LoRA in PEFT "
+                              "first (save_pretrained(..., path_initial_model_for_weight_conversion=...))")
 
     def read_module(self, config, path: str, tensors: dict) -> dict:
         get_key = peft_matchers()[1]
