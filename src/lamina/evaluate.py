@@ -234,9 +234,19 @@ def _run_options(adapter_dir) -> dict:
     """Options of the run that produced this adapter folder (results.json beside it), if any."""
     path = Path(adapter_dir) / "results.json"
     try:
-        return json.loads(path.read_text()).get("options", {}) if path.is_file() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        options = json.loads(path.read_text()).get("options", {}) if path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return {}
+    if not isinstance(options, dict):
+        return {}
+    for key in RUN_COUNTS:  # read back into tokenizers and generate(): a hand-edited value must be a count
+        value = options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise LaminaError(f"{path}: options.{key} must be a positive integer (or absent), got {json.dumps(value)[:40]}")
+    return options
+
+
+RUN_COUNTS = ("max_length", "doc_stride", "max_new_tokens", "num_beams")
 
 
 def load_adapter(adapter_dir, model: str | None = None):

@@ -352,6 +352,25 @@ def _check_options(**values) -> None:
             raise LaminaError(f"weight_decay must be >= 0, got {value}")
 
 
+def _check_trainable(report, config, given: int | None, max_length: int) -> int:
+    """Before anything is written: the design trains something (no groups, no prompt and a frozen head would
+    fail at the first backward pass), and its prompt tokens plus the input fit the model's positions: the
+    default max length leaves room for the prompt; a given one that does not is refused. Returns the max length."""
+    if report.trainable == 0:
+        raise LaminaError("this design trains nothing (no groups, no prompt, train_head false); add a group or "
+                          "set train_head: true")
+    from lamina.checks import max_tokens
+
+    prompt, positions = report.design.prompt, max_tokens(config)
+    if prompt is None or positions is None or prompt.length + max_length <= positions:
+        return max_length
+    if given is None:
+        return positions - prompt.length
+    raise LaminaError(f"prompt.length {prompt.length} + max_length {max_length} = {prompt.length + max_length} "
+                      f"tokens, more than this model's {positions} positions; use --max-length "
+                      f"{positions - prompt.length} or a shorter prompt")
+
+
 # --------------------------------------------------------------------------- train
 
 
@@ -395,11 +414,12 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
     out = Path(output_dir).expanduser().resolve()
     ckpt_dir = out / CHECKPOINTS
     config = check_model(model_name_or_path, spec, max_length)  # fails fast, before data or weights load
-    max_length = max_length or default_max_length(config)
+    given_max_length, max_length = max_length, max_length or default_max_length(config)
     from lamina.suggest import is_auto, suggest_for_run
 
     if not is_auto(design):  # an `auto:` design is known only after its probe (below)
-        check_design(model_name_or_path, spec, design, config=config)
+        max_length = _check_trainable(check_design(model_name_or_path, spec, design, config=config), config,
+                                      given_max_length, max_length)
     train_examples, eval_examples, note = kind.training_data(spec, data_path, train_limit, eval_limit)
     check_not_empty(train_examples, f"{spec.name} train split")
     check_not_empty(eval_examples, f"{spec.name} validation split")
@@ -416,7 +436,8 @@ def train(model_name_or_path: str, task: str, design, data_dir=None, output_dir=
                                             max_length=max_length, doc_stride=doc_stride, epochs=epochs,
                                             max_steps=max_steps, grad_accum=grad_accum, seed=seed, resume=resume)
     if suggested is not None:
-        check_design(model_name_or_path, spec, design, config=config)
+        options.max_length = max_length = _check_trainable(
+            check_design(model_name_or_path, spec, design, config=config), config, given_max_length, max_length)
     with _determinism(seed, deterministic), _quiet_loading():
         model, tokenizer = load_model(model_name_or_path, spec)
         options.model_config = model.config

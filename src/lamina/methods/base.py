@@ -100,9 +100,15 @@ class Method:
     def check(self, strategy: Strategy, mmap: ModelMap, where: str) -> None:
         """Fail on options this model cannot honour. Default: `targets` must be projections it has."""
         known = mmap.known_targets()
+        named: dict = {}  # (path, slice) -> the target that named it: 'q' and 'query' are one projection
         for t in getattr(strategy, "targets", ()):
             if t not in known:
                 raise DesignError(f"{where}.targets: unknown target '{t}' (this model has: {', '.join(sorted(known))})")
+            for site in mmap.sites(mmap.layers[0], t):
+                first = named.setdefault((site.path, site.part), t)
+                if first != t:
+                    raise DesignError(f"{where}.targets: '{first}' and '{t}' name the same projection ({site.path}); "
+                                      "list it once")
 
     @staticmethod
     def check_bound(value: int | None, limit: int | None, field: str, what: str) -> None:

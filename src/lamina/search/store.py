@@ -106,11 +106,14 @@ def check_sqlite_file(url: str) -> None:
 
 
 def _sqlite_tables(path: Path) -> set[str]:
-    """Table names of a SQLite file, opened read-only; empty when it cannot be read (Optuna then says why)."""
+    """Table names of a SQLite file, opened read-only and immutable (a plain read-only connection to a WAL
+    database creates its -wal and -shm files: a refusal would leave them behind); empty when it cannot be
+    read (Optuna then says why). Optuna creates all its tables in one transaction, so a table list read
+    without the WAL either has 'studies' or is empty."""
     import sqlite3
 
     try:
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, timeout=60)
         try:
             return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:

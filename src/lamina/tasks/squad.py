@@ -46,6 +46,8 @@ def load_squad(path, limit: int | None = None) -> list[dict]:
         raise TaskError.at(path, f"malformed JSON at column {e.colno}: {e.msg}", e.lineno) from None
     except UnicodeDecodeError as e:
         raise TaskError.at(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except RecursionError:
+        raise TaskError.at(path, "nested too deeply to be a SQuAD file (data -> paragraphs -> qas)") from None
     if not isinstance(data, dict):
         raise TaskError.at(path, "top level must be an object with 'data' (not SQuAD v1.1 structure)")
     version = str(data.get("version", "1.1"))

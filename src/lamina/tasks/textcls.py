@@ -155,9 +155,12 @@ def find_split_file(folder, split: str) -> Path:
     folder = Path(folder)
     key = {"dev": "validation", "val": "validation", "eval": "validation"}.get(split, split)
     for stem in _SPLIT_STEMS.get(key, (key,)):
-        for ext in _EXTENSIONS:
-            if (folder / f"{stem}{ext}").is_file():
-                return folder / f"{stem}{ext}"
+        found = [folder / f"{stem}{ext}" for ext in _EXTENSIONS if (folder / f"{stem}{ext}").is_file()]
+        if len(found) > 1:  # which one trains must not be lamina's guess
+            raise TaskError.at(folder, f"both {' and '.join(p.name for p in found)}: keep one {split} file "
+                                       "(or pass --train-file / --dev-file)")
+        if found:
+            return found[0]
     raise TaskError.at(folder, f"no {split} file (looked for {', '.join(_SPLIT_STEMS.get(key, (key,)))} with "
                                f"extensions {', '.join(_EXTENSIONS)})")
 
