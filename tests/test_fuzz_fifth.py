@@ -95,3 +95,16 @@ def test_the_default_max_length_leaves_room_for_the_prompt(world: World, tmp_pat
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "results.json").read_text())["options"]["max_length"] == 44
+
+
+def test_a_long_document_is_read_not_refused(tmp_path):
+    """A 300 kB CSV field and a 2 MB TSV sentence were refused by csv's default field limit (128 kB); they are
+    read, and --max-length cuts what the model sees."""
+    from lamina.tasks.base import iter_tsv
+    from lamina.tasks.textcls import load_text_classification
+
+    long = "word " * 60_000
+    rows = load_text_classification(put(tmp_path, "train.csv", f"text,label\n{long},pos\nshort,neg\n"))
+    assert len(rows) == 2 and len(rows[0]["text"]) == len(long)
+    tsv = put(tmp_path, "train.tsv", "sentence\tlabel\n" + "word " * 400_000 + "\t1\nshort\t0\n")
+    assert len(list(iter_tsv(tsv))) == 3

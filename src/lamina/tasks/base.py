@@ -21,6 +21,10 @@ from typing import Iterator
 
 from lamina.errors import LaminaError, TaskError  # noqa: F401  (TaskError's home was here)
 
+# csv's default field limit (128 kB) refused a long document outright; --max-length cuts what the model sees
+FIELD_LIMIT = 64 * 1024 * 1024
+csv.field_size_limit(FIELD_LIMIT)
+
 # Split names people type, mapped to the logical names used in TaskSpec.splits.
 _SPLIT_ALIASES = {"dev": "validation", "val": "validation", "valid": "validation", "eval": "validation"}
 
