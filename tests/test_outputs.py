@@ -250,6 +250,24 @@ def test_resume_from_a_checkpoint_holding_nan_is_refused_before_anything_is_writ
     assert contents(out) == before
 
 
+def test_resume_from_a_checkpoint_whose_design_json_was_edited_is_refused(run, tmp_path):
+    """The tensors fit the command's design (r=2) but the checkpoint's design.json says r=8: which one is true
+    is not lamina's to guess (found by the fifth outside corpus)."""
+    import json as _json
+
+    out = killed_run(run, tmp_path, "lora:r=2")
+    for info_path in (out / "checkpoints").glob("checkpoint-*/design.json"):
+        info = _json.loads(info_path.read_text())
+        for group in info["design"]["groups"]:
+            for strategy in group["strategies"]:
+                strategy["r"] = 8
+        info_path.write_text(_json.dumps(info))
+    before = contents(out)
+    result = runner.invoke(app, train_args(*run[:2], out, *STEPS, "--resume", design="lora:r=2"))
+    assert result.exit_code == 2 and "differs from this run's" in result.stderr, result.stderr
+    assert contents(out) == before
+
+
 def test_resume_with_another_design_is_refused_before_anything_is_written(run, tmp_path):
     out = killed_run(run, tmp_path, "lora:r=2")
     before = contents(out)

@@ -39,6 +39,7 @@ import torch
 
 from lamina import reporting
 from lamina.checks import default_max_length
+from lamina.design import Design
 from lamina.errors import LaminaError
 from lamina.evaluate import (
     by_length, check_design, check_model, check_not_empty, load_model, resolve_task, task_for_model,
@@ -145,7 +146,8 @@ def _checkpoint_tensors(model, folder) -> tuple[dict, dict]:
     extra_path = Path(folder) / REPARAM_FILE
     if extra_path.is_file():
         stored.update(safetensors.torch.load_file(str(extra_path)))
-    live = adapters_of(model)[name].state_dict()
+    adapters = adapters_of(model)[name]
+    live = adapters.state_dict()
     missing = [k for k in live if k not in stored]
     if missing:
         raise LaminaError(f"{folder}: checkpoint has no tensor '{missing[0]}' (it does not match this design)")
@@ -153,6 +155,9 @@ def _checkpoint_tensors(model, folder) -> tuple[dict, dict]:
         if tuple(stored[key].shape) != tuple(tensor.shape):
             raise LaminaError(f"{folder}: tensor '{key}' has shape {list(stored[key].shape)}, "
                               f"the model needs {list(tensor.shape)}")
+    if Design.from_dict(info["design"]).to_dict() != adapters.design.to_dict():  # tensors fit, the records differ
+        raise LaminaError(f"{folder}: the design in its design.json differs from this run's; resume with the "
+                          "design the run started with, or delete the checkpoint folder, or train without --resume")
     return live, stored
 
 
