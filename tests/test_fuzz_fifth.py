@@ -64,6 +64,10 @@ CASES.update({
                                                             "-i", str(put(s, "in.jsonl", '{"text": "x"}\n'))],
     "eval[results-max-length-bool]": lambda w, s: ["eval", "-a", str(results_option(w, s, "max_length", True)),
                                                    "--task", "sst2", "--data-dir", str(w.glue)],
+    # 1e300 epochs would train until the machine is switched off
+    "train[--epochs=1e300]": lambda w, s: train(w, s, "--epochs", "1e300"),
+    "search[--epochs=1e300]": lambda w, s: search(w, s, "--epochs", "1e300"),
+    "demo[--epochs=1e300]": lambda w, s: ["demo", "-o", str(s / "demo"), "--epochs", "1e300"],
     "params[lora-targets=q+query]": lambda w, s: params(w, "lora:targets=q+query"),
     "params[lora-targets=value+v]": lambda w, s: params(w, "lora:targets=query+value+v"),
     "search[refused-resume-leaves-no-wal]": lambda w, s: (wal_search(w, s), search(w, s, "--strategy", "greedy", "--space",

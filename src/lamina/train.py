@@ -51,6 +51,7 @@ from lamina.tasks.regression import init_regression_bias  # noqa: F401  (public 
 from lamina.outputs import resolve_model
 
 log = logging.getLogger("lamina.train")
+MAX_EPOCHS = 100_000
 
 CHECKPOINTS = "checkpoints"
 RESULTS, LOG_FILE = "results.json", "train.log"
@@ -338,6 +339,8 @@ def _check_options(**values) -> None:
             raise LaminaError(f"seed must be in [0, 2**32), got {value}")
         if key in ("lr", "epochs") and not value > 0:
             raise LaminaError(f"{key} must be > 0, got {value}")
+        if key == "epochs" and value > MAX_EPOCHS:  # 1e300 epochs would train until the machine is switched off
+            raise LaminaError(f"epochs must be at most {MAX_EPOCHS:,}, got {value:g}")
         if key in ("batch_size", "max_length", "eval_steps", "max_steps", "grad_accum", "doc_stride", "max_new_tokens",
                    "num_beams") and value < 1:
             raise LaminaError(f"{key} must be >= 1, got {value}")

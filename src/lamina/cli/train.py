@@ -282,11 +282,10 @@ def demo_cmd(
     from lamina.evaluate import default_model
     from lamina.train import train
 
-    from lamina.checks import positive
     from lamina.outputs import check_output_folder
+    from lamina.train import _check_options
 
-    for name, value in (("--epochs", epochs), ("--lr", lr), ("--train-limit", train_limit)):
-        positive(name, value)
+    _check_options(epochs=epochs, lr=lr, train_limit=train_limit)  # before the banner line: a refusal stays one line
     if _is_main():
         check_output_folder(output, "run", overwrite=overwrite)
     model = default_model()
