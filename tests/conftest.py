@@ -20,3 +20,13 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """The hostile-input suites' shared world (tests/fuzz_world.py): built once per session; every case checks
+    it is left unchanged, so sharing it is safe."""
+    from fuzz_world import build
+
+    return build(tmp_path_factory.mktemp("world"))
+

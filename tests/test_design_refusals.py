@@ -17,11 +17,6 @@ from lamina.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
-    return build(tmp_path_factory.mktemp("refusals-world"))
-
-
 def params(w: World, design: str) -> list[str]:
     return ["params", "--model", str(w.model), "--design", design]
 

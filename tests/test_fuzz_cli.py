@@ -18,7 +18,7 @@ from typing import Callable
 import pytest
 from typer.testing import CliRunner
 
-from fuzz_world import World, build, put, snapshot
+from fuzz_world import World, put, snapshot
 from lamina.cli import app
 
 runner = CliRunner()
@@ -467,11 +467,6 @@ for flag, value in (("--epochs", "0"), ("--lr", "-1"), ("--lr", "nan"), ("--trai
 
 
 # --- the test ------------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
-    return build(tmp_path_factory.mktemp("fuzz-world"))
-
-
 def test_enough_cases():
     assert len(CASES) >= 150
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fuzz_world import World, build, put  # noqa: E402
+from fuzz_world import World, put  # noqa: E402
 from test_fuzz_fresh import answered_cleanly, params, search, train  # noqa: E402
 
 CASES: dict[str, object] = {}
@@ -75,11 +75,6 @@ CASES.update({
     "train[text-train.jsonl-and-train.csv]": lambda w, s: ["train", "--model", str(w.model), "--task", "text", "--data-dir",
                                                            str(both_formats(w, s)), "--design", "bitfit", "-o", str(s / "run")],
 })
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
-    return build(tmp_path_factory.mktemp("fifth-world"))
 
 
 @pytest.mark.parametrize("name", list(CASES))

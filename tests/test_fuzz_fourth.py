@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fuzz_world import WORDS, World, _save_adapter, build, put  # noqa: E402
+from fuzz_world import WORDS, World, _save_adapter, put  # noqa: E402
 from test_fuzz_fresh import answered_cleanly, params, search, suggest, train  # noqa: E402
 from test_fuzz_third import model_copy, sst2, with_weights  # noqa: E402
 
@@ -156,11 +156,6 @@ def test_a_device_or_pipe_is_not_called_missing(flag, path, reason, world: World
 
 
 
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
-    return build(tmp_path_factory.mktemp("fourth-world"))
 
 
 @pytest.mark.parametrize("name", list(CASES))

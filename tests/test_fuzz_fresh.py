@@ -158,11 +158,6 @@ CASES.update(FLAGS)
 # - `export-peft -a <adapter>/design.json`: a file inside an adapter folder names that folder.
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
-    return build(tmp_path_factory.mktemp("fresh-world"))
-
-
 def outcome(world: World, scratch: Path, argv) -> str | None:
     """None when the case is answered cleanly, else what went wrong."""
     args = [str(a) for a in argv(world, scratch)]

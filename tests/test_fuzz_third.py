@@ -17,7 +17,7 @@ import transformers as T
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fuzz_world import WORDS, World, build, put  # noqa: E402
+from fuzz_world import WORDS, World, put  # noqa: E402
 from test_fuzz_fresh import answered_cleanly, params, search, train  # noqa: E402
 
 CASES: dict[str, object] = {}
@@ -162,11 +162,6 @@ def _retargeted(w: World, s: Path) -> Path:
     w.edit_json(folder / "design.json", lambda d: {**d, "tensor_file": "../outside.safetensors"})
     (s / "outside.safetensors").write_bytes((folder / "adapter.safetensors").read_bytes())
     return folder
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
-    return build(tmp_path_factory.mktemp("third-world"))
 
 
 @pytest.mark.parametrize("name", list(CASES))
