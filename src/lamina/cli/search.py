@@ -69,12 +69,12 @@ def search_cmd(
     storage: str = typer.Option(None, "--storage", help="Optuna storage: sqlite:///file.db, postgresql://..., or a "
                                                         "file path (default: <output>/search.db)"),
     study: str = typer.Option("search", "--study", help="study name (run the same command elsewhere to join it)"),
-    workers: int = typer.Option(1, "--workers", help="worker processes to start on this machine, sharing the study"),
+    workers: int = typer.Option(1, "--workers", help="worker processes to start on this machine, sharing the study (at most 4 per core)"),
     output: Path = typer.Option(Path("runs/search"), "--output", "-o", help="folder for design.yaml, search.json, "
                                                                              "trials.log and trial runs"),
     heartbeat: int = typer.Option(10, "--heartbeat", help="seconds between trial heartbeats; a trial silent for 3x "
                                                           "this long (its worker died) is retried"),
-    threads: int = typer.Option(None, "--threads", help="torch threads per worker (default: cores / workers)"),
+    threads: int = typer.Option(None, "--threads", help="torch threads per worker, at most 4 per core (default: cores / workers)"),
     spawned: bool = typer.Option(False, "--spawned-worker", hidden=True, help="set by --workers K for its children"),
 ):
     """Design-space search, every design sized to one budget: greedy (Chen et al. 2023: grouping -> allocation

@@ -93,7 +93,7 @@ def train_cmd(
     dev_file: Path = typer.Option(None, "--dev-file", help="validation file (instead of --data-dir; with --train-file)"),
     output: Path = typer.Option(None, "--output", "-o", help="run folder [default: runs/<task>-<design>]"),
     lr: float = typer.Option(None, "--lr", help="peak learning rate [default: 1e-3 for PEFT designs, 2e-5 for full]"),
-    epochs: float = typer.Option(3.0, "--epochs", help="training epochs"),
+    epochs: float = typer.Option(3.0, "--epochs", help="training epochs (at most 100,000)"),
     batch_size: int = typer.Option(32, "--batch-size", help="examples per step and process"),
     max_length: int = typer.Option(None, "--max-length", help="max tokens per example (SQuAD: per window) "
                                                                "[default: 128, or the model's positions if fewer]"),
@@ -117,9 +117,9 @@ def train_cmd(
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 (autocast; CPU too) | fp16 (CUDA only); "
                                                              "adapter tensors stay float32"),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="generation tasks: most tokens generated "
-                                                                      "per example [default: the longest "
+                                                                      "per example, at most 65,536 [default: the longest "
                                                                       "training target]"),
-    num_beams: int = typer.Option(1, "--num-beams", help="generation tasks: beam search width (1 = greedy)"),
+    num_beams: int = typer.Option(1, "--num-beams", help="generation tasks: beam search width (1 = greedy; at most 128)"),
     report_to: list[str] = typer.Option(None, "--report-to", help="log the run's curves with the Trainer's "
                                         "integrations, by name: tensorboard (into <output>/tensorboard), wandb, "
                                         "mlflow, comet_ml, ... (repeat, or comma-separate)"),
@@ -206,8 +206,8 @@ def eval_cmd(
     model: str = typer.Option(None, "--model", "-m", help="base model [default: the one named in design.json]"),
     limit: int = typer.Option(None, "--limit", help="score only the first N examples"),
     max_length: int = typer.Option(None, "--max-length", help="[default: the run's max length, else 128]"),
-    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="generation tasks [default: the run's]"),
-    num_beams: int = typer.Option(None, "--num-beams", help="generation tasks [default: the run's, else 1]"),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="generation tasks, at most 65,536 [default: the run's]"),
+    num_beams: int = typer.Option(None, "--num-beams", help="generation tasks, at most 128 [default: the run's, else 1]"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ):
     """Score a saved adapter on a task split (loads its base model, then lamina.load)."""
@@ -243,8 +243,8 @@ def predict_cmd(
     task: str = typer.Option(None, "--task", "-t", help="task the adapter serves [default: the run's task, else "
                                                          "the kind its model class is for]"),
     max_length: int = typer.Option(None, "--max-length", help="[default: the run's max length, else 128]"),
-    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="generation tasks [default: the run's]"),
-    num_beams: int = typer.Option(None, "--num-beams", help="generation tasks [default: the run's, else 1]"),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="generation tasks, at most 65,536 [default: the run's]"),
+    num_beams: int = typer.Option(None, "--num-beams", help="generation tasks, at most 128 [default: the run's, else 1]"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --output file"),
 ):
     """Predict for every input line: a label and its probability, a score, an answer span, or a generation
