@@ -268,6 +268,22 @@ def test_resume_from_a_checkpoint_whose_design_json_was_edited_is_refused(run, t
     assert contents(out) == before
 
 
+def test_resume_through_a_link_into_another_run_is_refused(run, tmp_path):
+    """`checkpoints` linked to another run's: resuming wrote new checkpoints into that run (sixth outside
+    corpus). A link into another lamina output is refused; nothing is written on either side."""
+    import shutil
+
+    other = killed_run(run, tmp_path, "lora:r=2")
+    out = tmp_path / "linked"
+    shutil.copytree(other, out)
+    shutil.rmtree(out / "checkpoints")
+    (out / "checkpoints").symlink_to(other / "checkpoints")
+    before, before_other = contents(out), contents(other)
+    result = runner.invoke(app, train_args(*run[:2], out, *STEPS, "--resume", design="lora:r=2"))
+    assert result.exit_code == 2 and "links into another lamina output" in result.stderr, result.stderr
+    assert contents(out) == before and contents(other) == before_other
+
+
 def test_resume_with_another_design_is_refused_before_anything_is_written(run, tmp_path):
     out = killed_run(run, tmp_path, "lora:r=2")
     before = contents(out)

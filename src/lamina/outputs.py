@@ -85,7 +85,24 @@ def check_output_folder(output: str | Path, kind: str, inputs: Iterable = (), ov
     if not is_kind(out, kind):
         raise LaminaError(f"{flag} {output} is not empty and does not hold {LABEL[kind]}; refusing to write into "
                           f"it{' even with --overwrite' if overwrite else ''}; choose a new folder")
+    if resume:
+        check_links(out, flag)
     return out
+
+
+def check_links(out: Path, flag: str = "--output") -> None:
+    """A resumed output writes through the links in it: a link into another lamina output (`checkpoints` ->
+    someone else's run) would write there. Links elsewhere (checkpoints on a scratch disk) are the user's."""
+    for entry in out.iterdir():
+        if not entry.is_symlink():
+            continue
+        target = entry.resolve()
+        for folder in list(target.parents)[:3]:  # the run holding a linked checkpoints folder is its parent
+            if folder != out and any(is_kind(folder, k) for k in ("run", "search", "suggest", "adapter")):
+                raise LaminaError(f"{flag} {out}: '{entry.name}' links into another lamina output ({folder}); "
+                                  "resuming would write there; replace the link with a folder")
+            if folder == out:
+                break
 
 
 def check_output_file(output: str | Path, inputs: Iterable = (), overwrite: bool = False, flag: str = "--output") -> Path:

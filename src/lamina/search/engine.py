@@ -114,13 +114,18 @@ class Search:
     def preflight(self) -> None:
         """Fail early, as one line, on what would make every trial fail: unknown task, missing data,
         unloadable model config, a budget no design of the space can meet."""
-        from lamina.evaluate import check_model, resolve_task
+        from lamina.evaluate import check_model, check_not_empty, resolve_task
         from lamina.search.strategies import strategy_module
 
         store.check_sqlite_file(self.url)
         for i, task in enumerate(self.config.tasks):
-            spec, _ = resolve_task(task, self.config.data_for(i))
+            spec, path = resolve_task(task, self.config.data_for(i))
             check_model(self.config.model, spec, self.config.max_length)
+            # the rows every trial reads (a bad label would otherwise fail trial by trial, files left behind)
+            train, dev, _ = spec.type.training_data(spec, path, self.config.train_limit, self.config.eval_limit)
+            for rows, split in ((train, "train"), (dev, "validation")):
+                check_not_empty(rows, f"{spec.name} {split} split")
+                spec.type.check_labelled(spec, rows, f"{spec.name} {split} split")
         checks.load_tokenizer(self.config.model)  # every trial loads it: a broken one fails here, not in each
         num_layers = self.model_info()[1]
         if num_layers < self.space.groups and self.config.strategy != "one-shot":

@@ -129,6 +129,12 @@ class SFTKind(GenerativeKind):
     def model_class(self, spec, config):
         import transformers as T
 
+        from lamina.arch import family_of
+
+        if [name for name, _ in family_of(config).stacks] == ["encoder"]:  # BERT-likes have an LM head class, but
+            # one that predicts masked tokens: as a causal LM its head would start untrained
+            raise TaskError(f"task 'sft' trains a decoder-only language model (GPT-2, Llama-family); "
+                            f"{config.model_type} is an encoder-only model")
         return T.AutoModelForCausalLM, {}
 
     def reference(self, example: dict) -> str:
