@@ -100,10 +100,34 @@ def positive(name: str, value, allow_zero: bool = False) -> None:
     finite(name, value)
     if value < 0 or (value == 0 and not allow_zero):
         raise LaminaError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-    if isinstance(value, int) and value >= 2**31 and name in ("--batch-size", "--max-length"):
-        raise LaminaError(f"{name} must be below 2**31 (tensor sizes and loaders index with it), got {value}")
-    if isinstance(value, int) and value >= 2**63:
-        raise LaminaError(f"{name} must be below 2**63, got {value}")
+    at_most(name, value)
+
+
+_INDEXED = (2**31 - 1, "below 2**31 (tensor sizes and loaders index with it)")
+# The largest value each count may take, by its Python name (a CLI flag --num-beams is num_beams): beyond these
+# a value is a typo that would hang the run or exhaust memory, not a setting. Other integers stay below 2**63.
+LIMITS = {
+    "batch_size": _INDEXED, "max_length": _INDEXED, "doc_stride": _INDEXED, "grad_accum": _INDEXED, "limit": _INDEXED,
+    "num_beams": (128, "at most 128 (every beam's cache is held at once: 10^5 beams on a tiny Llama filled 24 GB)"),
+    "max_new_tokens": (65_536, "at most 65,536 (a model without a fixed context, such as T5, that never emits EOS "
+                               "would generate all of them)"),
+    "epochs": (100_000, "at most 100,000 (1e300 epochs would train until the machine is switched off)"),
+}
+
+
+def at_most(name: str, value) -> None:
+    """`value` (if given) within its `LIMITS` entry; any other integer below 2**63."""
+    key = name.lstrip("-").replace("-", "_")
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if key in LIMITS:
+        limit, phrase = LIMITS[key]
+    elif isinstance(value, int):
+        limit, phrase = 2**63 - 1, "below 2**63"
+    else:
+        return
+    if value > limit:
+        raise LaminaError(f"{name} must be {phrase}, got {value}")
 
 
 # --- model configs -------------------------------------------------------------------------------------
@@ -335,15 +359,15 @@ def check_float_weights(file: Path) -> None:
     """Every `.weight` / `.bias` in a safetensors header is a float: from_pretrained would silently cast an
     integer matrix (a damaged or foreign file) to float and train on it. Reads the header only; a broken
     header is left to the loader, which names it."""
+    from safetensors import SafetensorError, safe_open
+
     try:
-        with open(file, "rb") as handle:
-            size = int.from_bytes(handle.read(8), "little")
-            header = json.loads(handle.read(size)) if 0 < size < 100_000_000 else {}
-    except (OSError, ValueError):
+        with safe_open(str(file), framework="pt") as handle:
+            dtypes = {key: handle.get_slice(key).get_dtype() for key in handle.keys()}
+    except (OSError, SafetensorError):
         return
-    for key, entry in header.items() if isinstance(header, dict) else ():
-        dtype = entry.get("dtype") if isinstance(entry, dict) else None
-        if key.endswith((".weight", ".bias")) and isinstance(dtype, str) and dtype not in FLOAT_DTYPES:
+    for key, dtype in dtypes.items():
+        if key.endswith((".weight", ".bias")) and dtype not in FLOAT_DTYPES:
             raise LaminaError(f"{file}: tensor '{key}' is {dtype}, not a floating-point weight; this file does not "
                               "hold weights lamina can load")
 

@@ -123,10 +123,6 @@ def search_cmd(
                         ("--max-length", max_length), ("--batch-size", batch_size), ("--eval-steps", eval_steps),
                         ("--lr", lr)):
         checks.positive(name, value)
-    from lamina.train import MAX_EPOCHS
-
-    if epochs > MAX_EPOCHS:
-        raise LaminaError(f"--epochs must be at most {MAX_EPOCHS:,}, got {epochs:g}")
     if not 0 <= train_seed < 2**32:
         raise LaminaError(f"--train-seed must be in [0, 2**32), got {train_seed}")
     if threads is not None and threads < 1:

@@ -182,17 +182,12 @@ def _finished(output: Path, resume: bool, as_json: bool) -> bool:
 def _at_least_one(*flags) -> None:
     """Count flags that were given must be >= 1, whatever the task (a generation flag given to a classifier is
     unused, but a 0 there is still a mistake to point out)."""
-    from lamina.tasks.generation import MAX_BEAMS, MAX_NEW_TOKENS
+    from lamina.checks import at_most
 
     for flag, value in flags:
         if value is not None and value < 1:
             raise LaminaError(f"{flag} must be >= 1, got {value}")
-        if flag == "--max-new-tokens" and value is not None and value > MAX_NEW_TOKENS:
-            raise LaminaError(f"--max-new-tokens must be at most {MAX_NEW_TOKENS:,}, got {value}")
-        if flag == "--num-beams" and value is not None and value > MAX_BEAMS:
-            raise LaminaError(f"--num-beams must be at most {MAX_BEAMS} (every beam's cache is held at once), got {value}")
-        if value is not None and value >= 2**31:
-            raise LaminaError(f"{flag} must be below 2**31, got {value}")
+        at_most(flag, value)
 
 
 @command("eval")

@@ -22,8 +22,6 @@ from .kind import EvalSet, TaskKind, TaskOptions, model_device
 log = logging.getLogger("lamina.train")
 
 DEFAULT_NEW_TOKENS = 64  # when neither the run nor the caller says how long generations may be
-MAX_NEW_TOKENS = 65_536  # a model without a fixed context (T5) that never emits EOS would generate all of them
-MAX_BEAMS = 128  # beam search holds every beam's cache and logits at once: 10^5 beams on a tiny model filled 24 GB
 TEXT_METRICS = ("exact_match", "rouge1", "rouge2", "rougeL", "bleu", "loss", "perplexity")
 _BOOKKEEPING = ("example", "prompt_ids", "reference")
 _SPLIT_STEMS = {"train": ("train",), "validation": ("dev", "validation", "val"), "test": ("test",)}
