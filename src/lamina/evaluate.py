@@ -56,8 +56,9 @@ def resolve_task(task: str | TaskSpec, data_dir=None) -> tuple[TaskSpec, Path | 
         from lamina.util import not_a_file
 
         reason = not_a_file(missing)
-        raise TaskError.at(missing, f"data folder {reason}" if missing == data and reason == "not found" else
-                           f"file {reason}" if reason == "not found" else reason)
+        if reason == "not found":
+            reason = f"{'data folder' if missing == data else 'file'} not found"
+        raise TaskError.at(missing, reason)
     if own is not None:
         return own.spec_from_data(data), data
     return get_task(task), data
@@ -230,6 +231,9 @@ def _adapter_info(adapter_dir) -> dict:
     return lamina_io.read_info(adapter_dir)
 
 
+RUN_COUNTS = ("max_length", "doc_stride", "max_new_tokens", "num_beams")  # options results.json records
+
+
 def _run_options(adapter_dir) -> dict:
     """Options of the run that produced this adapter folder (results.json beside it), if any."""
     path = Path(adapter_dir) / "results.json"
@@ -244,9 +248,6 @@ def _run_options(adapter_dir) -> dict:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise LaminaError(f"{path}: options.{key} must be a positive integer (or absent), got {json.dumps(value)[:40]}")
     return options
-
-
-RUN_COUNTS = ("max_length", "doc_stride", "max_new_tokens", "num_beams")
 
 
 def load_adapter(adapter_dir, model: str | None = None):

@@ -58,9 +58,6 @@ def full_design(model: nn.Module) -> Design | None:
     return model.__dict__.get(_FULL)
 
 
-MAX_SIZE_RATIO, MIN_SIZE_LIMIT = 10, 50_000_000  # a design may store at most 10x the base (or 50M values)
-
-
 def clear_full(model: nn.Module) -> None:
     model.__dict__.pop(_FULL, None)
 
@@ -113,6 +110,9 @@ def apply(model: nn.Module, design, *, name: str = "default", dry_run: bool = Fa
         attach_heads(adapters.heads, ctx)
     set_active(model, name)
     return report
+
+
+MAX_SIZE_RATIO, MIN_SIZE_LIMIT = 10, 50_000_000  # a design may store at most 10x the base (or 50M values)
 
 
 def check_size(stored: int, base_params: int) -> None:

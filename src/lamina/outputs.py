@@ -98,11 +98,11 @@ def check_links(out: Path, flag: str = "--output") -> None:
             continue
         target = entry.resolve()
         for folder in list(target.parents)[:3]:  # the run holding a linked checkpoints folder is its parent
-            if folder != out and any(is_kind(folder, k) for k in ("run", "search", "suggest", "adapter")):
-                raise LaminaError(f"{flag} {out}: '{entry.name}' links into another lamina output ({folder}); "
-                                  "resuming would write there; replace the link with a folder")
             if folder == out:
                 break
+            if any(is_kind(folder, k) for k in ("run", "search", "suggest", "adapter")):
+                raise LaminaError(f"{flag} {out}: '{entry.name}' links into another lamina output ({folder}); "
+                                  "resuming would write there; replace the link with a folder")
 
 
 def check_output_file(output: str | Path, inputs: Iterable = (), overwrite: bool = False, flag: str = "--output") -> Path:

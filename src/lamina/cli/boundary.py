@@ -71,11 +71,9 @@ def describe(err: BaseException) -> str | None:
         return one_line(str(err))
     if isinstance(err, ValidationError):
         return one_line(_pydantic(err))
-    if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)):
-        where = f": {err.filename}" if getattr(err, "filename", None) else ""
-        return one_line(f"{err.strerror or type(err).__name__}{where}")
-    if isinstance(err, OSError) and err.errno in PATH_ERRNOS:  # the path or disk the user named, not a bug
-        name = str(err.filename or "")
+    if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError)) \
+            or isinstance(err, OSError) and err.errno in PATH_ERRNOS:  # the path or disk the user named, not a bug
+        name = str(getattr(err, "filename", None) or "")
         where = f": {name if len(name) <= 160 else name[:80] + '...' + name[-60:]}" if name else ""
         return one_line(f"{err.strerror or type(err).__name__}{where}")
     if isinstance(err, UnicodeDecodeError):
